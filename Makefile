@@ -1,0 +1,38 @@
+# Everything a fresh Debian machine needs is set up by these targets on first use:
+# a Python venv (.venv) and the MicroPython unix port (cached in ~/.cache/mpocpp).
+.PHONY: run test test-long bench setup micropython clean deploy
+
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+setup: $(VENV)/.requirements.stamp micropython
+
+$(VENV)/.requirements.stamp: tools/requirements.txt
+	@tools/setup-venv
+
+micropython:
+	@echo "[make] MicroPython unix port: $$(tools/micropython | tail -n1)"
+
+## make run: a simulated charger against the development central system, scripted session
+run: setup
+	@$(PY) tools/demo.py
+
+## make test: the whole suite (device code runs on the MicroPython unix port)
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## make test-long: adds the long optional runs
+test-long: setup
+	@$(PY) -m pytest --run-slow $(PYTEST_ARGS)
+
+## make bench: allocation and throughput figures on the unix port
+bench: setup
+	@$(PY) tools/bench.py
+
+## make deploy PORT=/dev/ttyUSB0 BOARD=esp32_s0: copy firmware to a board with mpremote
+deploy: setup
+	@$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

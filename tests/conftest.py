@@ -1,0 +1,89 @@
+"""pytest plumbing.
+
+MicroPython-side test modules live in tests/device/test_*.py.  They are collected here:
+each `test_*` function becomes one pytest item; the module runs once on the unix port
+(through tests/device/runner.py) and each item reports its own outcome, with the
+MicroPython traceback on failure.
+"""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import ROOT, micropython, mp_env  # noqa: E402
+
+DEVICE_DIR = Path(__file__).resolve().parent / "device"
+RUNNER = DEVICE_DIR / "runner.py"
+DEVICE_TIMEOUT = 300
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.parent == DEVICE_DIR and file_path.name.startswith("test_") \
+            and file_path.suffix == ".py":
+        return DeviceModule.from_parent(parent, path=file_path)
+
+
+def pytest_ignore_collect(collection_path, config):
+    # Device modules must not be imported by CPython's own collector.
+    if collection_path.parent == DEVICE_DIR and collection_path.suffix == ".py":
+        return None if collection_path.name.startswith("test_") else True
+    return None
+
+
+class DeviceModule(pytest.File):
+    """A MicroPython test module: test names are read with `ast`, never imported."""
+
+    def collect(self):
+        tree = ast.parse(self.path.read_text())
+        names = [n.name for n in tree.body
+                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and n.name.startswith("test_")]
+        self._names = names
+        self._results = None
+        for n in names:
+            yield DeviceItem.from_parent(self, name=n)
+
+    def results(self):
+        if self._results is None:
+            self._results = {}
+            cmd = [micropython(), "-X", "heapsize=4M", str(RUNNER), str(self.path)] + self._names
+            try:
+                p = subprocess.run(cmd, env=mp_env(DEVICE_DIR), cwd=str(ROOT),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, timeout=DEVICE_TIMEOUT)
+                out = p.stdout
+            except subprocess.TimeoutExpired as e:
+                out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+                out += "\n[timed out after %ds]" % DEVICE_TIMEOUT
+            self._output = out
+            for line in out.splitlines():
+                if line.startswith("@@RESULT "):
+                    r = json.loads(line[9:])
+                    self._results[r["name"]] = r
+        return self._results
+
+
+class DeviceFailure(Exception):
+    pass
+
+
+class DeviceItem(pytest.Item):
+    def runtest(self):
+        r = self.parent.results().get(self.name)
+        if r is None:
+            raise DeviceFailure("no result from MicroPython for %s; output:\n%s"
+                                % (self.name, self.parent._output[-4000:]))
+        if not r["ok"]:
+            raise DeviceFailure(r.get("tb", "failed"))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, DeviceFailure):
+            return "MicroPython: %s\n%s" % (self.name, excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, "%s::%s [micropython]" % (self.path.name, self.name)
