@@ -21,17 +21,20 @@ RUNNER = DEVICE_DIR / "runner.py"
 DEVICE_TIMEOUT = 300
 
 
+def _is_device_module(path):
+    return path.parent == DEVICE_DIR and path.name.startswith("test_") and path.suffix == ".py"
+
+
 def pytest_collect_file(parent, file_path):
-    if file_path.parent == DEVICE_DIR and file_path.name.startswith("test_") \
-            and file_path.suffix == ".py":
+    # A path named on the command line goes through pytest_pycollect_makemodule instead.
+    if _is_device_module(file_path) and not parent.session.isinitpath(file_path):
         return DeviceModule.from_parent(parent, path=file_path)
 
 
-def pytest_ignore_collect(collection_path, config):
-    # Device modules must not be imported by CPython's own collector.
-    if collection_path.parent == DEVICE_DIR and collection_path.suffix == ".py":
-        return None if collection_path.name.startswith("test_") else True
-    return None
+def pytest_pycollect_makemodule(module_path, parent):
+    # Never let CPython import a device module: it is MicroPython code.
+    if _is_device_module(module_path):
+        return DeviceModule.from_parent(parent, path=module_path)
 
 
 class DeviceModule(pytest.File):

@@ -1,0 +1,59 @@
+"""Small flash helpers shared by the config store and the journal.
+
+`atomic_write` is the only way the library replaces a file: write a temporary file,
+flush, close, rename.  littlefs commits data on flush/close and renames atomically
+across power loss, so a reader sees either the old file or the new one, never a torn one.
+"""
+import os
+
+# Test hook: a callable run after every durable write step (kill-point tests).
+write_hook = None
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    """Create `path` and its parents; an existing directory is fine."""
+    cur = ""
+    for part in path.split("/"):
+        if not part:
+            cur = "/" if not cur else cur
+            continue
+        cur = part if not cur else (cur + part if cur.endswith("/") else cur + "/" + part)
+        if not exists(cur):
+            os.mkdir(cur)
+
+
+def atomic_write(path, data):
+    """Replace `path` with `data` (bytes-like) so that a power cut leaves old or new."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+    if write_hook:
+        write_hook(tmp)
+    os.rename(tmp, path)
+    if write_hook:
+        write_hook(path)
+
+
+def read(path):
+    """Return the bytes of `path`, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
