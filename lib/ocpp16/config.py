@@ -1,0 +1,198 @@
+"""Configuration keys: the OCPP 1.6 Core table, vendor settings, persistence on flash.
+
+Each key has a type, an access mode, a default and a range.  Only values that differ
+from the defaults are stored (`config.json` in the state directory, replaced atomically),
+so a change costs one small file write.  `AuthorizationKey` is write-only: never returned
+by GetConfiguration, never logged.
+"""
+import json
+from ocpp16 import store
+
+# Types
+BOOL = 0
+INT = 1
+STR = 2
+CSL = 3   # comma separated list of measurands
+# Access
+RW = 0
+R = 1
+W = 2     # write-only (secrets)
+
+# Measurands a board may offer; boards pass the subset they really supply.
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import",
+              "Voltage", "Current.Offered", "Temperature", "SoC")
+
+_E = "Energy.Active.Import.Register"
+
+# name: (type, access, default, min, max, reboot_required)
+# For CSL keys `max` is the maximum number of items.
+KEYS = {
+    "AllowOfflineTxForUnknownId": (BOOL, RW, False, 0, 0, 0),
+    "AuthorizationCacheEnabled": (BOOL, RW, True, 0, 0, 0),
+    "AuthorizeRemoteTxRequests": (BOOL, RW, True, 0, 0, 0),
+    "BlinkRepeat": (INT, RW, 3, 0, 100, 0),
+    "ClockAlignedDataInterval": (INT, RW, 0, 0, 86400, 0),
+    "ConnectionTimeOut": (INT, RW, 60, 1, 3600, 0),
+    "ConnectorPhaseRotation": (STR, RW, "0.Unknown", 0, 500, 0),
+    "ConnectorPhaseRotationMaxLength": (INT, R, 8, 0, 0, 0),
+    "GetConfigurationMaxKeys": (INT, R, 64, 0, 0, 0),
+    "HeartbeatInterval": (INT, RW, 86400, 1, 604800, 0),
+    "LightIntensity": (INT, RW, 100, 0, 100, 0),
+    "LocalAuthorizeOffline": (BOOL, RW, True, 0, 0, 0),
+    "LocalPreAuthorize": (BOOL, RW, False, 0, 0, 0),
+    "MaxEnergyOnInvalidId": (INT, RW, 0, 0, 1000000, 0),
+    "MessageTimeout": (INT, RW, 30, 5, 600, 0),
+    "MeterValuesAlignedData": (CSL, RW, _E, 0, 4, 0),
+    "MeterValuesAlignedDataMaxLength": (INT, R, 4, 0, 0, 0),
+    "MeterValuesSampledData": (CSL, RW, _E, 0, 4, 0),
+    "MeterValuesSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
+    "MeterValueSampleInterval": (INT, RW, 60, 0, 86400, 0),
+    "MinimumStatusDuration": (INT, RW, 0, 0, 3600, 0),
+    "NumberOfConnectors": (INT, R, 1, 0, 0, 0),
+    "ResetRetries": (INT, RW, 3, 0, 10, 0),
+    "StopTransactionMaxMeterValues": (INT, R, 64, 0, 0, 0),
+    "StopTransactionOnEVSideDisconnect": (BOOL, RW, True, 0, 0, 0),
+    "StopTransactionOnInvalidId": (BOOL, RW, True, 0, 0, 0),
+    "StopTxnAlignedData": (CSL, RW, "", 0, 4, 0),
+    "StopTxnAlignedDataMaxLength": (INT, R, 4, 0, 0, 0),
+    "StopTxnSampledData": (CSL, RW, "", 0, 4, 0),
+    "StopTxnSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
+    "SupportedFeatureProfiles": (STR, R, "Core", 0, 0, 0),
+    "SupportedFeatureProfilesMaxLength": (INT, R, 6, 0, 0, 0),
+    "TransactionMessageAttempts": (INT, RW, 3, 1, 100, 0),
+    "TransactionMessageRetryInterval": (INT, RW, 60, 0, 86400, 0),
+    "UnlockConnectorOnEVSideDisconnect": (BOOL, RW, True, 0, 0, 0),
+    "WebSocketPingInterval": (INT, RW, 60, 0, 86400, 0),
+    # Security whitepaper (profiles 1 and 2)
+    "AuthorizationKey": (STR, W, "", 1, 40, 0),
+    "SecurityProfile": (INT, RW, 0, 0, 2, 1),
+    # Vendor settings: provisioning, not changeable over OCPP.
+    "ChargePointId": (STR, R, "CP001", 1, 48, 0),
+    "CentralSystemUrl": (STR, R, "ws://127.0.0.1:9000/ocpp", 1, 256, 0),
+    "ReconnectMinSeconds": (INT, RW, 2, 1, 3600, 0),
+    "ReconnectMaxSeconds": (INT, RW, 120, 1, 86400, 0),
+}
+
+ACCEPTED = "Accepted"
+REJECTED = "Rejected"
+REBOOT = "RebootRequired"
+NOT_SUPPORTED = "NotSupported"
+
+
+def _fmt(t, v):
+    if t == BOOL:
+        return "true" if v else "false"
+    return str(v)
+
+
+class Config:
+    """Typed key/value store backed by `path` (JSON of the non-default values)."""
+
+    def __init__(self, path, connectors=1, measurands=MEASURANDS, log=print):
+        self.path = path
+        self.log = log
+        self.measurands = measurands
+        self._v = {}
+        self._listeners = []
+        raw = store.read(path)
+        if raw:
+            try:
+                saved = json.loads(raw)
+                for k in saved:
+                    if k in KEYS:
+                        self._v[k] = saved[k]
+            except ValueError:
+                log("config: %s is unreadable, using defaults" % path)
+        self._v["NumberOfConnectors"] = connectors
+
+    def get(self, name):
+        v = self._v.get(name)
+        return KEYS[name][2] if v is None else v
+
+    def csl(self, name):
+        """A CSL key as a tuple of items (empty tuple for '')."""
+        v = self.get(name)
+        return tuple(x.strip() for x in v.split(",")) if v else ()
+
+    def on_change(self, fn):
+        """Call fn(name, value) after every accepted change (e.g. to reschedule timers)."""
+        self._listeners.append(fn)
+
+    def _parse(self, name, text):
+        t, acc, _, lo, hi, _ = KEYS[name]
+        if t == BOOL:
+            s = text.strip().lower()
+            if s in ("true", "false"):
+                return s == "true"
+            raise ValueError
+        if t == INT:
+            v = int(text.strip())
+            if (lo or hi) and not lo <= v <= hi:
+                raise ValueError
+            return v
+        if t == CSL:
+            items = [x.strip() for x in text.split(",")] if text.strip() else []
+            if len(items) > hi:
+                raise ValueError
+            for x in items:
+                if x not in self.measurands:
+                    raise ValueError  # one bad measurand rejects the whole list
+            return ",".join(items)
+        if len(text) > hi or len(text) < lo:
+            raise ValueError
+        return text
+
+    def change(self, name, text):
+        """ChangeConfiguration: returns Accepted, Rejected, RebootRequired or NotSupported."""
+        spec = KEYS.get(name)
+        if spec is None:
+            return NOT_SUPPORTED
+        if spec[1] == R:
+            return REJECTED
+        if not isinstance(text, str):
+            return REJECTED
+        try:
+            v = self._parse(name, text)
+        except ValueError:
+            return REJECTED
+        if name == "SecurityProfile" and v < self.get(name):
+            return REJECTED  # the whitepaper forbids downgrades
+        self.put(name, v)
+        return REBOOT if spec[5] else ACCEPTED
+
+    def put(self, name, value):
+        """Set a typed value locally (provisioning, command-line flags) and persist it."""
+        if self.get(name) == value and name in self._v:
+            return
+        if value == KEYS[name][2]:
+            self._v.pop(name, None)
+        else:
+            self._v[name] = value
+        self.save()
+        for fn in self._listeners:
+            fn(name, value)
+
+    def save(self):
+        d = {}
+        for k in self._v:
+            if k != "NumberOfConnectors":
+                d[k] = self._v[k]
+        store.atomic_write(self.path, json.dumps(d))
+
+    def entries(self, names=None):
+        """GetConfiguration: ([(key, readonly, value_str)], [unknown keys]); write-only keys hidden."""
+        known = []
+        unknown = []
+        for k in (names if names else KEYS):
+            spec = KEYS.get(k)
+            if spec is None or spec[1] == W:
+                # A write-only key is reported as unknown rather than leaked.
+                if names:
+                    unknown.append(k)
+                continue
+            known.append((k, spec[1] == R, _fmt(spec[0], self.get(k))))
+        return known, unknown
+
+    def describe(self, name):
+        """A key's value for logs: secrets masked."""
+        return "***" if KEYS[name][1] == W else _fmt(KEYS[name][0], self.get(name))
