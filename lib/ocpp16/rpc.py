@@ -1,0 +1,274 @@
+"""OCPP-J RPC over the websocket: CALL, CALLRESULT, CALLERROR.
+
+- One outstanding CALL from the charger at a time (`call()`); incoming CALLs are served
+  by the receiver while it waits, so crossing CALLs never deadlock.
+- Outgoing frames are written by a payload encoder straight into the websocket transmit
+  buffer (see jsonw); incoming frames are parsed with `json.loads` on the receive buffer.
+- Incoming CALLs are dispatched through a table: action -> handler(payload) returning the
+  response payload (dict) or raising `CallError`.  A table value may also be a
+  ("module", "function") pair, imported on first use, for rarely used handlers.
+- The outcome of a CALL is reported distinctly: RESULT, CALLERROR, TIMEOUT (link up but no
+  answer in time) or OFFLINE (no link, or it dropped before the answer).  The journal
+  needs that distinction for the OCPP retry rules.
+"""
+import json
+import sys
+import asyncio
+from time import ticks_ms, ticks_diff, ticks_add
+from micropython import const
+from ocpp16.jsonw import Writer
+
+RESULT = const(0)
+CALLERROR = const(1)
+TIMEOUT = const(2)
+OFFLINE = const(3)
+OUTCOME = ("RESULT", "CALLERROR", "TIMEOUT", "OFFLINE")
+
+# The spec's own spellings stay ("Do not fix", OCPP-J errata 5.1-5.2); aliases a central
+# system may send are mapped onto them.
+_ALIASES = {"FormatViolation": "FormationViolation",
+            "OccurrenceConstraintViolation": "OccurenceConstraintViolation"}
+
+_MAX_ID = const(36)
+
+
+class CallError(Exception):
+    """Raised by a handler to answer with a CALLERROR."""
+
+    def __init__(self, code, description=""):
+        super().__init__(code)
+        self.code = code
+        self.description = description
+
+
+def field(p, name, typ, required=True):
+    """Fetch `p[name]` checking presence and JSON type (OCPP-J error codes on failure).
+
+    `typ` is int, str, bool, dict, list or float (float accepts ints too).
+    """
+    if name not in p:
+        if required:
+            raise CallError("OccurenceConstraintViolation", "missing " + name)
+        return None
+    v = p[name]
+    if typ is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif typ is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, typ)
+    if not ok:
+        raise CallError("TypeConstraintViolation", name + " has the wrong type")
+    return v
+
+
+def _peek_id(mv):
+    # The uniqueId of a frame json.loads refused: `[<digit>,"<id>"` at the start.
+    b = bytes(mv[:64])
+    i = b.find(b'"')
+    if i < 0 or i > 8:
+        return None
+    j = b.find(b'"', i + 1)
+    if j < 0 or j - i - 1 > _MAX_ID:
+        return None
+    try:
+        return b[i + 1:j].decode()
+    except UnicodeError:
+        return None
+
+
+class Rpc:
+    """The OCPP-J endpoint of one charge point (survives reconnects; `ws` is reused)."""
+
+    def __init__(self, ws, handlers, log=print, trace=True, timeout_ms=30000):
+        self.ws = ws
+        self.w = Writer(ws.tx)
+        self.handlers = handlers
+        self.log = log
+        self.trace = trace
+        self.timeout_ms = timeout_ms
+        self.online = False
+        self._id = 0          # last uniqueId sent (digits); unique per connection and beyond
+        self._pending = 0     # uniqueId of the outstanding CALL, 0 = none
+        self._deadline = 0
+        self._done = asyncio.ThreadSafeFlag()
+        self._lock = asyncio.Lock()
+        # Outcome of the last call()
+        self.outcome = OFFLINE
+        self.payload = None
+        self.error_code = None
+        self.error_description = None
+        self.errors_sent = 0  # CALLERRORs we answered (malformed input from the server)
+
+    # -- output ---------------------------------------------------------------------------
+    def _trace(self, arrow, buf, n):
+        if self.trace:
+            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+            out.write(arrow)
+            out.write(buf, 0, n)
+            out.write(b"\n")
+
+    async def _send(self):
+        self._trace(b">> ", self.w.buf, self.w.n)
+        await self.ws.send(self.w.n)
+
+    async def call(self, action, encode, arg=None):
+        """Send CALL `action` (bytes) with payload written by `encode(writer, arg)`.
+
+        Waits for the answer and returns RESULT, CALLERROR, TIMEOUT or OFFLINE; the answer is
+        in `self.payload` (dict) or `self.error_code` / `self.error_description`.
+        """
+        if not self.online:
+            self.outcome = OFFLINE
+            return OFFLINE
+        self.payload = self.error_code = self.error_description = None
+        await self._lock.acquire()
+        try:
+            self._id += 1
+            w = self.w
+            w.reset()
+            w.raw(b'[2,"')
+            w.int(self._id)
+            w.raw(b'","')
+            w.raw(action)
+            w.raw(b'",')
+            encode(w, arg)
+            w.raw(b"]")
+            self._pending = self._id
+            self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
+            self._done.clear()
+            try:
+                await self._send()
+            except OSError:
+                self._pending = 0
+                self.outcome = OFFLINE
+                return OFFLINE
+        finally:
+            self._lock.release()
+        await self._done.wait()
+        return self.outcome
+
+    def _finish(self, outcome):
+        self._pending = 0
+        self.outcome = outcome
+        self._done.set()
+
+    def tick(self):
+        """Called periodically by the supervisor: frees the slot after the response timeout."""
+        if self._pending and ticks_diff(ticks_ms(), self._deadline) > 0:
+            self.log("rpc: no answer to CALL %d within %d ms" % (self._pending, self.timeout_ms))
+            self._finish(TIMEOUT)
+
+    def connected(self):
+        self.online = True
+
+    def disconnected(self):
+        """The link dropped: an outstanding CALL ends OFFLINE (it is not a failure)."""
+        self.online = False
+        if self._pending:
+            self._finish(OFFLINE)
+
+    async def _reply(self, uid, payload):
+        await self._lock.acquire()
+        try:
+            w = self.w
+            w.reset()
+            w.raw(b'[3,')
+            w.str(uid)
+            w.byte(44)
+            w.value(payload)
+            w.raw(b"]")
+            await self._send()
+        finally:
+            self._lock.release()
+
+    async def _error(self, uid, code, description=""):
+        self.errors_sent += 1
+        await self._lock.acquire()
+        try:
+            w = self.w
+            w.reset()
+            w.raw(b'[4,')
+            w.str(uid)
+            w.byte(44)
+            w.str(code)
+            w.byte(44)
+            w.str(description[:255])
+            w.raw(b",{}]")
+            await self._send()
+        finally:
+            self._lock.release()
+
+    # -- input ----------------------------------------------------------------------------
+    async def serve(self):
+        """Receive and dispatch frames until the connection closes (returns then)."""
+        ws = self.ws
+        while True:
+            mv = await ws.recv()
+            if mv is None:
+                break
+            self._trace(b"<< ", mv, len(mv))
+            if not await self.handle(mv):
+                await ws.close(1002)
+                break
+        self.disconnected()
+
+    async def handle(self, mv):
+        """Handle one text message; False when it is beyond repair (the link is closed)."""
+        try:
+            msg = json.loads(mv)
+        except ValueError:
+            msg = None
+        if not (isinstance(msg, list) and len(msg) >= 3 and isinstance(msg[0], int)
+                and isinstance(msg[1], str)):
+            uid = _peek_id(mv)
+            if uid is None:
+                self.log("rpc: unreadable frame without a uniqueId; closing the link")
+                return False
+            await self._error(uid, "FormationViolation", "not an OCPP-J message")
+            return True
+        t = msg[0]
+        uid = msg[1]
+        if t == 2:
+            if len(msg) != 4 or not isinstance(msg[2], str):
+                await self._error(uid, "FormationViolation", "CALL needs [2,id,action,payload]")
+            elif not isinstance(msg[3], dict):
+                await self._error(uid, "TypeConstraintViolation", "payload must be an object")
+            else:
+                await self._dispatch(uid, msg[2], msg[3])
+        elif t == 3 or t == 4:
+            if not self._pending or uid != str(self._pending):
+                self.log("rpc: answer to unknown uniqueId %s ignored" % uid)
+            elif t == 3:
+                self.payload = msg[2] if isinstance(msg[2], dict) else {}
+                self._finish(RESULT)
+            else:
+                code = msg[2] if isinstance(msg[2], str) else "GenericError"
+                self.error_code = _ALIASES.get(code, code)
+                self.error_description = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
+                self._finish(CALLERROR)
+        else:
+            self.log("rpc: frame of unknown type %d ignored" % t)
+        return True
+
+    async def _dispatch(self, uid, action, payload):
+        h = self.handlers.get(action)
+        if h is None:
+            await self._error(uid, "NotImplemented", "unknown action " + action)
+            return
+        if isinstance(h, tuple):  # lazy import of a rarely used handler
+            mod = __import__(h[0], None, None, (h[1],))
+            h = self.handlers[action] = getattr(mod, h[1])
+        try:
+            res = h(payload)
+            if res is not None and hasattr(res, "send"):
+                res = await res
+        except CallError as e:
+            await self._error(uid, e.code, e.description)
+            return
+        except Exception as e:  # a bug in a handler must not take the link down
+            self.log("rpc: handler %s failed: %r" % (action, e))
+            sys.print_exception(e)
+            await self._error(uid, "InternalError", "handler failed")
+            return
+        await self._reply(uid, res if res is not None else {})

@@ -1,0 +1,37 @@
+# A stand-in for ocpp16.ws.WebSocket in device unit tests: same buffer API, no sockets.
+import asyncio
+
+
+class FakeWS:
+    def __init__(self, tx_size=2048):
+        self._txb = bytearray(tx_size)
+        self.tx = memoryview(self._txb)
+        self.sent = []            # frames the charger sent, as bytes
+        self._in = []             # frames queued for recv()
+        self._flag = asyncio.ThreadSafeFlag()
+        self.closed = False
+        self.close_code = None
+
+    async def send(self, n, opcode=1):
+        if self.closed:
+            raise OSError(32)
+        self.sent.append(bytes(self._txb[:n]))
+
+    def feed(self, frame):
+        self._in.append(frame if isinstance(frame, (bytes, bytearray)) else frame.encode())
+        self._flag.set()
+
+    def drop(self):
+        self.closed = True
+        self._flag.set()
+
+    async def recv(self):
+        while not self._in:
+            if self.closed:
+                return None
+            await self._flag.wait()
+        return memoryview(self._in.pop(0))
+
+    async def close(self, code=1000):
+        self.close_code = code
+        self.drop()
