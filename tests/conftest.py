@@ -90,3 +90,48 @@ class DeviceItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, "%s::%s [micropython]" % (self.path.name, self.name)
+
+
+# -- fixtures for integration tests -----------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="run the long optional tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long run: use make test-long (--run-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def start_csms():
+    """Factory: start tools/csms on an ephemeral loopback port; all stopped at teardown."""
+    from csmsctl import Csms
+    started = []
+
+    def start(*args):
+        c = Csms(*args)
+        started.append(c)
+        return c
+    yield start
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture
+def start_sim(tmp_path):
+    """Factory: start tools/sim against a URL; every simulator is stopped at teardown."""
+    from simctl import Sim
+    started = []
+
+    def start(url, cp_id="CP1", state=None, **kw):
+        s = Sim(url, cp_id=cp_id, state=state or (tmp_path / ("state-" + cp_id)), **kw)
+        started.append(s)
+        return s
+    yield start
+    for s in started:
+        s.stop()

@@ -4,8 +4,8 @@
   by the receiver while it waits, so crossing CALLs never deadlock.
 - Outgoing frames are written by a payload encoder straight into the websocket transmit
   buffer (see jsonw); incoming frames are parsed with `json.loads` on the receive buffer.
-- Incoming CALLs are dispatched through a table: action -> handler(payload) returning the
-  response payload (dict) or raising `CallError`.  A table value may also be a
+- Incoming CALLs are dispatched through a table: action -> handler(ctx, payload) returning
+  the response payload (dict) or raising `CallError`; `ctx` is the charge point.  A table value may also be a
   ("module", "function") pair, imported on first use, for rarely used handlers.
 - The outcome of a CALL is reported distinctly: RESULT, CALLERROR, TIMEOUT (link up but no
   answer in time) or OFFLINE (no link, or it dropped before the answer).  The journal
@@ -80,8 +80,9 @@ def _peek_id(mv):
 class Rpc:
     """The OCPP-J endpoint of one charge point (survives reconnects; `ws` is reused)."""
 
-    def __init__(self, ws, handlers, log=print, trace=True, timeout_ms=30000):
+    def __init__(self, ws, handlers, log=print, trace=True, timeout_ms=30000, ctx=None):
         self.ws = ws
+        self.ctx = ctx
         self.w = Writer(ws.tx)
         self.handlers = handlers
         self.log = log
@@ -260,7 +261,7 @@ class Rpc:
             mod = __import__(h[0], None, None, (h[1],))
             h = self.handlers[action] = getattr(mod, h[1])
         try:
-            res = h(payload)
+            res = h(self.ctx, payload)
             if res is not None and hasattr(res, "send"):
                 res = await res
         except CallError as e:

@@ -90,7 +90,7 @@ async def test_disconnect_is_offline_not_failure():
 async def test_crossing_call_served_while_waiting():
     seen = []
 
-    def get_config(p):
+    def get_config(ctx, p):
         seen.append(p)
         return {"configurationKey": [], "unknownKey": ["x"]}
     ws, r = _mk({"GetConfiguration": get_config})
@@ -117,12 +117,12 @@ async def _serve_one(handlers, frame):
 
 
 async def test_error_codes_for_bad_input():
-    def needs_int(p):
+    def needs_int(ctx, p):
         rpc.field(p, "connectorId", int)
         rpc.field(p, "type", str)
         return {"status": "Accepted"}
 
-    def boom(p):
+    def boom(ctx, p):
         raise RuntimeError("bug")
     h = {"Reset": needs_int, "Boom": boom}
     ok, out = await _serve_one(h, '[2,"a","Nope",{}]')

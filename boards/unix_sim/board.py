@@ -1,0 +1,151 @@
+"""Simulated charger board for the MicroPython unix port.
+
+Simulates what a real board wires to the firmware: an S0 energy meter per connector
+(pulses at the power the EV draws while the relay is closed; imp/kWh configurable), the
+cable plug, an RFID reader and the relay.  It is driven by commands on stdin, one per
+line (see HELP).  `--state DIR` is the simulated flash.
+"""
+import sys
+import asyncio
+from time import ticks_ms, ticks_diff
+
+HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
+        "pulses N COUNT | quit")
+
+_METER_TICK_MS = 100
+
+
+class Board:
+    name = "unix_sim"
+
+    def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print):
+        self.connectors = connectors
+        self.imp_per_kwh = imp_per_kwh
+        self.state = state
+        self.log = log
+        n = connectors + 1
+        self.pulses = [0] * n        # S0 pulse counters (the "interrupt" only counts)
+        self._frac = [0.0] * n       # sub-pulse remainder of the simulated flow
+        self.load_w = [0] * n        # what the EV would draw
+        self.relay_on = [False] * n
+        self.plugged = [False] * n
+        self.app = None
+        self._t0 = ticks_ms()
+
+    # -- what the firmware reads ----------------------------------------------------------
+    def identity(self):
+        return {"vendor": "mpocpp", "model": "unix-sim", "serial": "SIM-0001",
+                "meter_type": "S0 %d imp/kWh" % self.imp_per_kwh}
+
+    def seconds(self):
+        """Monotonic seconds since power-on: like an unset RTC, it says nothing about UTC."""
+        return ticks_diff(ticks_ms(), self._t0) // 1000
+
+    def energy_wh(self, n):
+        """Energy register of connector n's meter, in Wh (never goes backwards)."""
+        return self.pulses[n] * 1000 // self.imp_per_kwh
+
+    def power_w(self, n):
+        return self.load_w[n] if self.relay_on[n] else 0
+
+    def relay(self, n, on):
+        if self.relay_on[n] != on:
+            self.relay_on[n] = on
+            self.log("sim: relay %d %s" % (n, "closed" if on else "open"))
+
+    def is_plugged(self, n):
+        return self.plugged[n]
+
+    # -- simulation -----------------------------------------------------------------------
+    async def _meter(self):
+        # Pulses accrue at the power drawn while the relay is closed.
+        last = ticks_ms()
+        while True:
+            await asyncio.sleep_ms(_METER_TICK_MS)
+            now = ticks_ms()
+            dt = ticks_diff(now, last) / 1000
+            last = now
+            for n in range(1, self.connectors + 1):
+                if self.relay_on[n] and self.load_w[n] > 0:
+                    f = self._frac[n] + self.load_w[n] * self.imp_per_kwh * dt / 3600000
+                    whole = int(f)
+                    self.pulses[n] += whole
+                    self._frac[n] = f - whole
+
+    def _conn(self, arg):
+        n = int(arg)
+        if not 1 <= n <= self.connectors:
+            raise ValueError("no connector %d" % n)
+        return n
+
+    def command(self, line):
+        """Execute one stdin command; returns False on quit."""
+        w = line.split()
+        if not w:
+            return True
+        c = w[0]
+        try:
+            if c == "quit":
+                return False
+            elif c == "plug" and len(w) == 2:
+                n = self._conn(w[1])
+                self.plugged[n] = True
+                self.log("sim: connector %d plugged" % n)
+                self.app.plugged(n, True)
+            elif c == "unplug" and len(w) == 2:
+                n = self._conn(w[1])
+                self.plugged[n] = False
+                self.log("sim: connector %d unplugged" % n)
+                self.app.plugged(n, False)
+            elif c == "swipe" and len(w) == 3:
+                n = self._conn(w[1])
+                self.log("sim: card %s at connector %d" % (w[2], n))
+                self.app.swiped(n, w[2])
+            elif c == "power" and len(w) == 3:
+                n = self._conn(w[1])
+                self.load_w[n] = max(0, int(w[2]))
+                self.log("sim: EV on connector %d draws %d W" % (n, self.load_w[n]))
+            elif c == "stop" and len(w) in (2, 3):
+                n = self._conn(w[1])
+                reason = w[2] if len(w) == 3 else "Local"
+                self.log("sim: stop button on connector %d (%s)" % (n, reason))
+                self.app.stop_pressed(n, reason)
+            elif c == "pulses" and len(w) == 3:
+                n = self._conn(w[1])
+                self.pulses[n] += max(0, int(w[2]))
+                self.log("sim: %s pulses on connector %d, register %d Wh"
+                         % (w[2], n, self.energy_wh(n)))
+            else:
+                self.log("sim: unknown command %r; %s" % (line.strip(), HELP))
+        except ValueError as e:
+            self.log("sim: bad command %r: %s; %s" % (line.strip(), e, HELP))
+        return True
+
+    async def _stdin(self):
+        r = asyncio.StreamReader(sys.stdin)
+        while True:
+            line = await r.readline()
+            if not line:
+                # stdin closed: keep running (a charger has no console), just stop reading.
+                return
+            if not self.command(line.decode()):
+                self.app.quit()
+                return
+
+    def unlock(self, n):
+        """Release the cable lock (a detachable-cable socket); True when it opened."""
+        self.log("sim: connector %d unlocked" % n)
+        return True
+
+    def start(self, app):
+        """Start the simulation tasks; `app` receives plugged/swiped/stop_pressed/quit."""
+        self.app = app
+        asyncio.create_task(self._meter())
+        asyncio.create_task(self._stdin())
+
+
+def from_args(opts, log=print):
+    """Build the board from command-line options (tools/sim)."""
+    return Board(connectors=int(opts.get("connectors", 1)),
+                 imp_per_kwh=int(opts.get("imp", 1000)),
+                 state=opts.get("state", "state"), log=log)

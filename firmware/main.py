@@ -1,0 +1,87 @@
+"""Firmware entry point: build the board, configuration, websocket and charge point, run.
+
+On the charger this runs at boot (main.py); in the simulator tools/sim passes options:
+  --csms URL  --id ID  --state DIR  --connectors N  [--imp IMP_PER_KWH] [--ca CA.der]
+Options override (and are saved to) the configuration in the state directory.
+
+A Reset from the central system ends the run with REBOOT: the device reboots for real;
+the simulator restarts the firmware in the same process with fresh modules and RAM
+state, reading everything back from the state directory, as after a reboot.
+"""
+import sys
+import asyncio
+
+
+def parse_args(argv):
+    opts = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--") or i + 1 >= len(argv):
+            print("usage: main.py [--csms URL] [--id ID] [--state DIR] [--connectors N] "
+                  "[--imp N] [--ca FILE]")
+            raise SystemExit(2)
+        opts[a[2:]] = argv[i + 1]
+        i += 2
+    return opts
+
+
+def tls_context(path, log):
+    """TLS context that verifies the central system against the CA bundle at `path` (DER)."""
+    from ocpp16 import store
+    der = store.read(path)
+    if der is None:
+        log("tls: no CA bundle at %s; wss:// will be refused" % path)
+        return None
+    import tls
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = tls.CERT_REQUIRED
+    ctx.load_verify_locations(der)
+    return ctx
+
+
+def boot_once(opts):
+    """One power-on: returns the charge point's exit code."""
+    import board
+    from ocpp16 import config, store
+    from ocpp16.ws import WebSocket
+    from ocpp16.chargepoint import ChargePoint
+    from app import App
+    state = opts.get("state", getattr(board, "STATE", "state"))
+    opts["state"] = state
+    store.makedirs(state)
+    b = board.from_args(opts)
+    from ocpp16.meter import supported
+    cfg = config.Config(state + "/config.json", connectors=b.connectors,
+                        measurands=supported(b))
+    if "csms" in opts:
+        cfg.put("CentralSystemUrl", opts["csms"])
+    if "id" in opts:
+        cfg.put("ChargePointId", opts["id"])
+    ssl = None
+    if cfg.get("CentralSystemUrl").startswith("wss:"):
+        ssl = tls_context(opts.get("ca", state + "/ca.der"), print)
+    cp = ChargePoint(b, cfg, WebSocket(), state, ssl=ssl)
+    asyncio.new_event_loop()
+    return asyncio.run(App(cp, b).run())
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    while True:
+        code = boot_once(opts)
+        if code != 75:     # chargepoint.REBOOT
+            return code
+        if hasattr(sys, "platform") and sys.platform != "linux":
+            import machine
+            machine.reset()
+        # Simulator: forget every module and all RAM state, then boot again.
+        for name in list(sys.modules):
+            if name.startswith("ocpp16") or name in ("board", "app"):
+                del sys.modules[name]
+        import gc
+        gc.collect()
+        print("sim: ---- reboot ----")
+
+
+main()

@@ -1,0 +1,487 @@
+"""The charge point: one asyncio loop with a few long-lived tasks.
+
+- link: connects the websocket (backoff with jitter), runs the receiver until the link
+  drops, then reconnects;
+- sender: the only task that sends CALLs, one at a time, in this order of priority:
+  BootNotification until Accepted (nothing else before), StatusNotifications the central
+  system has not seen, the application's requests (Authorize, DataTransfer, ...), the
+  journal of transaction messages (delivery.py), Heartbeat when due;
+- ticker: response timeouts, session timers, meter sampling, scheduled resets.
+
+Where things live: messages.py builds Boot/Status/Heartbeat, transactions.py builds
+Start/Stop/MeterValues, journal.py stores them, delivery.py sends and retries them,
+sessions.py applies the authorisation and session rules, handlers.py answers the central
+system.  The board (boards/<name>/board.py) hands in the hardware.
+"""
+import json
+import asyncio
+from time import ticks_ms, ticks_diff, ticks_add
+from micropython import const
+from ocpp16 import rpc, messages, store, journal
+from ocpp16.clock import Clock, parse_iso, iso
+from ocpp16.backoff import Backoff
+
+VERSION = "0.2.0"
+
+# Connector states (indexes into messages.STATUSES)
+AVAILABLE = const(0)
+PREPARING = const(1)
+CHARGING = const(2)
+SUSPENDED_EVSE = const(3)
+SUSPENDED_EV = const(4)
+FINISHING = const(5)
+RESERVED = const(6)
+UNAVAILABLE = const(7)
+FAULTED = const(8)
+
+# Result codes of the application API (returned at once)
+QUEUED = "Queued"
+BUSY = "Busy"
+NO_TRANSACTION = "NoTransaction"
+BAD_CONNECTOR = "BadConnector"
+NOT_AVAILABLE = "Unavailable"
+
+_BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
+_STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
+_TICK_MS = const(200)
+_SOFT_RESET_WAIT_MS = const(10000)  # a soft reset waits this long for the Stops to go out
+REBOOT = const(75)                # what run() returns when the charger must restart
+
+
+def _log(msg):
+    print(msg)
+
+
+class ChargePoint:
+    """An OCPP 1.6J charge point bound to a board, a configuration and a websocket."""
+
+    def __init__(self, board, cfg, ws, state, log=_log, ssl=None):
+        from ocpp16.timebase import TimeBase
+        from ocpp16.meter import Meter
+        from ocpp16.authcache import AuthCache
+        from ocpp16.transactions import Transactions
+        from ocpp16.sessions import Sessions
+        from ocpp16.delivery import Delivery
+        from ocpp16.handlers import HANDLERS
+        self.board = board
+        self.cfg = cfg
+        self.ws = ws
+        self.state = state
+        self.log = log
+        self.ssl = ssl
+        self.vendor_id = "mpocpp"
+        self.data_transfer_handler = None   # fn(payload) -> response dict, for vendor messages
+        self.on_transaction_result = None   # fn(kind, connector, outcome, payload)
+        self.clock = Clock(board.seconds)
+        self.timebase = TimeBase(state, self.clock, board.seconds, log)
+        self.rpc = rpc.Rpc(ws, dict(HANDLERS), log=log, ctx=self,
+                           timeout_ms=cfg.get("MessageTimeout") * 1000)
+        n = cfg.get("NumberOfConnectors")
+        self.connectors = n
+        # Per connector, index 0 = the charge point itself.
+        self.status = [AVAILABLE] * (n + 1)
+        self.error_code = [b"NoError"] * (n + 1)
+        self.status_info = [None] * (n + 1)
+        self.status_time = [0] * (n + 1)
+        self.reported = [-1] * (n + 1)        # last status the central system accepted
+        raw = store.read(state + "/availability.json")
+        self.inoperative = json.loads(raw) if raw else [False] * (n + 1)
+        if len(self.inoperative) != n + 1:
+            self.inoperative = [False] * (n + 1)
+        self._avail_pending = [None] * (n + 1)
+        self.registered = False               # BootNotification Accepted since power-on
+        self.boot_status = None
+        self._boot_at = ticks_ms()
+        self._hb_at = ticks_ms()
+        self._wake = asyncio.ThreadSafeFlag()
+        self._backoff = Backoff(cfg.get("ReconnectMinSeconds") * 1000,
+                                cfg.get("ReconnectMaxSeconds") * 1000)
+        self._requests = []                   # application CALLs: [action, encode, arg, done]
+        self._tx_callbacks = {}               # (kind, local tx) -> fn(outcome, payload)
+        self._reset = None                    # (type, deadline) of a scheduled reset
+        self._reconnect = False
+        self._done = asyncio.Event()
+        self.exit_code = 0
+        self.connects = 0
+        self.meter = Meter(board, state, log)
+        self.journal = journal.Journal(state + "/journal", log=log)
+        self.cache = AuthCache(state + "/auth.json", log)
+        self.tx = Transactions(self)
+        self.sessions = Sessions(self)
+        self.delivery = Delivery(self)
+        self.tx.recover()
+        for i in range(n + 1):
+            if self.unavailable(i):
+                self.status[i] = UNAVAILABLE
+        cfg.on_change(self._config_changed)
+
+    # -- application API ------------------------------------------------------------------
+    def set_status(self, n, state, error=b"NoError", info=None):
+        """Set connector n's state; a StatusNotification follows when it changed."""
+        if self.status[n] == state and self.error_code[n] == error and self.status_info[n] == info:
+            return
+        self.status[n] = state
+        self.error_code[n] = error
+        self.status_info[n] = info
+        self.status_time[n] = self.clock.now() or 0
+        self.reported[n] = -1
+        self._wake.set()
+
+    def plugged(self, n, yes):
+        """Board event: the cable on connector n was plugged in (True) or removed."""
+        self.sessions.plug(n, yes)
+
+    def card(self, n, tag):
+        """Board event: an RFID card was presented at connector n."""
+        self.sessions.card(n, tag)
+
+    def start_transaction(self, n, id_tag, on_result=None):
+        """Start a transaction now for an already authorised `id_tag` on connector n.
+
+        Returns QUEUED (StartTransaction is on flash and will be delivered) or a refusal
+        (BAD_CONNECTOR, BUSY, NOT_AVAILABLE).  on_result(outcome, payload) is called when
+        the central system answers (outcome rpc.RESULT with the StartTransaction.conf
+        payload, or rpc.CALLERROR when it was given up).
+        """
+        if not 1 <= n <= self.connectors:
+            return BAD_CONNECTOR
+        if self.tx.active[n] is not None:
+            return BUSY
+        if self.unavailable(n):
+            return NOT_AVAILABLE
+        self.sessions.start(n, id_tag)
+        if on_result:
+            self._tx_callbacks[(journal.START, self.tx.active[n]["tx"])] = on_result
+        return QUEUED
+
+    def stop_transaction(self, n, reason="Local", id_tag=None, on_result=None):
+        """Stop connector n's transaction with `reason` (one of the 11 OCPP reasons).
+
+        Returns QUEUED (StopTransaction is on flash) or NO_TRANSACTION / BAD_CONNECTOR.
+        on_result(outcome, payload) receives StopTransaction.conf (idTagInfo) later.
+        """
+        from ocpp16.transactions import REASONS
+        if not 1 <= n <= self.connectors:
+            return BAD_CONNECTOR
+        tx = self.tx.active[n]
+        if tx is None:
+            return NO_TRANSACTION
+        if reason not in REASONS:
+            raise ValueError("reason")
+        local = tx["tx"]
+        self.sessions.stop(n, reason, id_tag)
+        if on_result:
+            self._tx_callbacks[(journal.STOP, local)] = on_result
+        return QUEUED
+
+    def send(self, action, payload, on_result=None):
+        """Send any other CP-initiated message (Authorize, DataTransfer, ...) with a dict.
+
+        Returns QUEUED; on_result(outcome, payload) follows.  Not journaled: messages that
+        are not transaction-related are not kept across power loss (OCPP 1.6 §3.7).
+        """
+        self.request(action.encode() if isinstance(action, str) else action,
+                     _encode_value, payload, on_result)
+        return QUEUED
+
+    def request(self, action, encode, arg, done=None):
+        self._requests.append([action, encode, arg, done])
+        self._wake.set()
+
+    def handle(self, action, fn):
+        """Register a handler fn(cp, payload) -> response dict for a central-system CALL."""
+        self.rpc.handlers[action] = fn
+
+    # -- queries used by handlers and sessions -------------------------------------------
+    def unavailable(self, n):
+        return self.inoperative[0] or self.inoperative[n]
+
+    def free_connector(self):
+        for n in range(1, self.connectors + 1):
+            if not self.sessions.busy(n) and not self.unavailable(n):
+                return n
+        return None
+
+    def connector_of_txid(self, txid):
+        for n in range(1, self.connectors + 1):
+            tx = self.tx.active[n]
+            if tx is not None:
+                known = self.journal.txid(tx["tx"])
+                if known is not None and known == txid:
+                    return n
+        return None
+
+    def transactions_running(self, local):
+        for tx in self.tx.active:
+            if tx is not None and tx["tx"] == local:
+                return True
+        return False
+
+    def transaction_answered(self, kind, local, outcome, payload):
+        """From delivery: the central system answered (or gave up on) a journal record."""
+        info = payload.get("idTagInfo") if payload else None
+        n = None
+        for i in range(1, self.connectors + 1):
+            tx = self.tx.active[i]
+            if tx is not None and tx["tx"] == local:
+                n = i
+        if isinstance(info, dict):
+            tag = self.tx.active[n]["tag"] if n else None
+            if tag and self.cfg.get("AuthorizationCacheEnabled"):
+                self.cache.update(tag, info)
+            if kind == journal.START and n and info.get("status") != "Accepted":
+                self.log("session: StartTransaction answered %s" % info.get("status"))
+                self.sessions.invalidated(n, info.get("status"))
+        cb = self._tx_callbacks.pop((kind, local), None)
+        if cb:
+            cb(outcome, payload)
+        if self.on_transaction_result:
+            self.on_transaction_result(kind, n, outcome, payload)
+
+    # -- central-system operations -------------------------------------------------------
+    def remote_start(self, n, tag):
+        def done(status, parent):
+            if status == "Accepted":
+                if self.sessions.plugged[n]:
+                    self.sessions.start(n, tag, parent)
+                else:
+                    self.sessions._wait_for_plug(n, tag, parent)
+            else:
+                self.log("session: remote start for %s refused (%s)" % (tag, status))
+        if self.cfg.get("AuthorizeRemoteTxRequests"):
+            self.sessions.authorize(tag, done)
+        else:
+            done("Accepted", None)
+
+    def change_availability(self, n, inoperative):
+        busy = [i for i in range(1, self.connectors + 1)
+                if (n == 0 or i == n) and self.tx.active[i] is not None]
+        if busy and inoperative:
+            for i in busy:
+                self._avail_pending[i] = True
+            self._avail_pending[n] = True
+            return "Scheduled"
+        self._apply_availability(n, inoperative)
+        return "Accepted"
+
+    def _apply_availability(self, n, inoperative):
+        self.inoperative[n] = inoperative
+        self._avail_pending[n] = None
+        store.atomic_write(self.state + "/availability.json", json.dumps(self.inoperative))
+        for i in range(self.connectors + 1):
+            if n == 0 or i == n or i == 0:
+                if self.unavailable(i):
+                    if i == 0 or self.tx.active[i] is None:
+                        self.set_status(i, UNAVAILABLE)
+                elif self.status[i] == UNAVAILABLE:
+                    self.set_status(i, PREPARING if i and self.sessions.plugged[i] else AVAILABLE)
+
+    def schedule_reset(self, typ):
+        self._reset = (typ, ticks_add(ticks_ms(), 500))
+
+    def reconnect_soon(self):
+        self._reconnect = True
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def run(self):
+        """Run until quit() or a reset; returns 0, or REBOOT when the charger must restart."""
+        self.log("charge point %s starting, %d connector(s), firmware %s, boot #%d"
+                 % (self.cfg.get("ChargePointId"), self.connectors, VERSION, self.timebase.boot))
+        tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._sender()),
+                 asyncio.create_task(self._link())]
+        await self._done.wait()
+        for t in tasks:
+            t.cancel()
+        await self.ws.close(1000)
+        self.rpc.disconnected()
+        return self.exit_code
+
+    def quit(self, code=0):
+        self.exit_code = code
+        self._done.set()
+
+    async def _link(self):
+        ws = self.ws
+        while True:
+            url = self.cfg.get("CentralSystemUrl")
+            cp_id = self.cfg.get("ChargePointId")
+            key = self.cfg.get("AuthorizationKey") or None
+            try:
+                self.log("link: connecting to %s as %s" % (url, cp_id))
+                await ws.connect(url, cp_id, auth_key=key, ssl=self.ssl,
+                                 timeout_ms=self.cfg.get("MessageTimeout") * 1000)
+            except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+                delay = self._backoff.next_ms()
+                self.log("link: connect failed: %s; retry in %d ms" % (e, delay))
+                await asyncio.sleep_ms(delay)
+                continue
+            self.connects += 1
+            up = ticks_ms()
+            self.log("link: connected")
+            self.rpc.connected()
+            self._wake.set()
+            ka = asyncio.create_task(ws.keepalive(self.cfg.get("WebSocketPingInterval"),
+                                                  self.cfg.get("MessageTimeout")))
+            await self.rpc.serve()
+            ka.cancel()
+            self.rpc.disconnected()
+            await ws.close()
+            self.log("link: disconnected (code %s)" % ws.close_code)
+            if ticks_diff(ticks_ms(), up) > _STABLE_MS:
+                self._backoff.reset()
+            delay = self._backoff.next_ms()
+            self.log("link: reconnect in %d ms" % delay)
+            await asyncio.sleep_ms(delay)
+
+    async def _ticker(self):
+        while True:
+            await asyncio.sleep_ms(_TICK_MS)
+            self.rpc.tick()
+            self.sessions.tick()
+            self._apply_pending_availability()
+            if self._reconnect and self.rpc.online:
+                self._reconnect = False
+                self.log("link: reconnecting to apply new credentials")
+                await self.ws.close(1000)
+            if self._reset and ticks_diff(ticks_ms(), self._reset[1]) >= 0:
+                await self._do_reset()
+            if self.rpc.online and self._due():
+                self._wake.set()
+
+    def _apply_pending_availability(self):
+        for i in range(self.connectors + 1):
+            if self._avail_pending[i] and (i == 0 or self.tx.active[i] is None):
+                if i == 0 and any(t is not None for t in self.tx.active):
+                    continue
+                self._apply_availability(i, True)
+
+    async def _do_reset(self):
+        typ = self._reset[0]
+        reason = "SoftReset" if typ == "Soft" else "HardReset"
+        running = [n for n in range(1, self.connectors + 1) if self.tx.active[n] is not None]
+        if typ == "Soft":
+            for n in running:
+                self.sessions.stop(n, reason)
+            # Give the Stops a moment to be delivered; they are on flash either way.
+            t0 = ticks_ms()
+            while len(self.journal) and self.rpc.online and \
+                    ticks_diff(ticks_ms(), t0) < _SOFT_RESET_WAIT_MS:
+                await asyncio.sleep_ms(100)
+        elif running:
+            # Hard: restart at once; the next boot closes them with reason HardReset.
+            self.tx.note_reboot(reason)
+        self._reset = None
+        self.log("reset: %s reset, restarting" % typ)
+        self.quit(REBOOT)
+
+    def _due(self):
+        now = ticks_ms()
+        if not self.registered:
+            return ticks_diff(now, self._boot_at) >= 0
+        return self.delivery.due() or ticks_diff(now, self._hb_at) >= 0 or bool(self._requests)
+
+    async def _sender(self):
+        while True:
+            if not self.rpc.online:
+                await self._wake.wait()
+                continue
+            if not self.registered:
+                if ticks_diff(ticks_ms(), self._boot_at) >= 0:
+                    await self._send_boot()
+                else:
+                    await self._wake.wait()
+                continue
+            n = self._unreported()
+            if n >= 0:
+                await self._send_status(n)
+            elif self._requests:
+                action, encode, arg, done = self._requests[0]
+                out = await self.rpc.call(action, encode, arg)
+                self._requests.pop(0)
+                if done:
+                    done(out, self.rpc.payload)
+            elif self.delivery.due():
+                await self.delivery.send_head()
+            elif ticks_diff(ticks_ms(), self._hb_at) >= 0:
+                await self._send_heartbeat()
+            else:
+                await self._wake.wait()
+
+    def _unreported(self):
+        for n in range(self.connectors + 1):
+            if self.reported[n] != self.status[n]:
+                return n
+        return -1
+
+    def _take_time(self, p):
+        t = p.get("currentTime") if p else None
+        if isinstance(t, str):
+            try:
+                first = not self.clock.valid
+                if self.clock.set(parse_iso(t)):
+                    if first:
+                        self.timebase.clock_set()
+                    return
+            except ValueError:
+                pass
+            self.log("clock: ignored implausible currentTime %r" % t)
+
+    async def _send_boot(self):
+        info = self.board.identity()
+        info["firmware"] = VERSION
+        out = await self.rpc.call(messages.BOOT, messages.boot, info)
+        if out != rpc.RESULT:
+            if out != rpc.OFFLINE:
+                self.log("boot: %s, retrying in %d s" % (rpc.OUTCOME[out], _BOOT_RETRY_DEFAULT))
+                self._boot_at = ticks_add(ticks_ms(), _BOOT_RETRY_DEFAULT * 1000)
+            return
+        p = self.rpc.payload
+        self._take_time(p)
+        status = p.get("status")
+        interval = p.get("interval")
+        interval = interval if isinstance(interval, int) and interval > 0 else 0
+        self.boot_status = status
+        self.log("boot: %s, interval %d, clock %s"
+                 % (status, interval, iso(self.clock.now()) if self.clock.valid else "unset"))
+        if status == "Accepted":
+            self.registered = True
+            if interval:
+                self.cfg.put("HeartbeatInterval", interval)
+            self._hb_at = ticks_add(ticks_ms(), self.cfg.get("HeartbeatInterval") * 1000)
+            now = self.clock.now() or 0
+            for i in range(self.connectors + 1):
+                if not self.status_time[i]:
+                    self.status_time[i] = now
+            return
+        # Pending or Rejected: nothing else may be sent until the interval has passed.
+        self._boot_at = ticks_add(ticks_ms(), (interval or _BOOT_RETRY_DEFAULT) * 1000)
+
+    async def _send_status(self, n):
+        sent = self.status[n]
+        if not self.status_time[n]:
+            self.status_time[n] = self.clock.now() or 0
+        out = await self.rpc.call(messages.STATUS, messages.status, (self, n))
+        if out == rpc.RESULT or out == rpc.CALLERROR:
+            # A CALLERROR will not get better by repeating the same state; log and move on.
+            if out == rpc.CALLERROR:
+                self.log("status: connector %d refused: %s" % (n, self.rpc.error_code))
+            if self.status[n] == sent:
+                self.reported[n] = sent
+
+    async def _send_heartbeat(self):
+        out = await self.rpc.call(messages.HEARTBEAT, messages.heartbeat)
+        if out == rpc.RESULT:
+            self._take_time(self.rpc.payload)
+        if out != rpc.OFFLINE:
+            self._hb_at = ticks_add(ticks_ms(), self.cfg.get("HeartbeatInterval") * 1000)
+
+    def _config_changed(self, name, value):
+        if name == "HeartbeatInterval" and self.registered:
+            self._hb_at = ticks_add(ticks_ms(), value * 1000)
+            self._wake.set()
+        elif name == "MessageTimeout":
+            self.rpc.timeout_ms = value * 1000
+
+
+def _encode_value(w, payload):
+    w.value(payload)

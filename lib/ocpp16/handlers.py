@@ -1,0 +1,118 @@
+"""Core profile operations the central system calls: action -> handler(cp, payload).
+
+Handlers answer at once and never await a CALL of their own (the receiver delivers those
+answers); work that needs the link is queued for the sender.
+"""
+from ocpp16.rpc import CallError, field
+from ocpp16 import chargepoint as C
+
+
+def _connector(cp, p, name="connectorId", allow_zero=True):
+    n = field(p, name, int)
+    if n < 0 or n > cp.connectors or (n == 0 and not allow_zero):
+        return None
+    return n
+
+
+def change_availability(cp, p):
+    n = field(p, "connectorId", int)
+    typ = field(p, "type", str)
+    if typ not in ("Inoperative", "Operative"):
+        raise CallError("PropertyConstraintViolation", "type")
+    if n < 0 or n > cp.connectors:
+        return {"status": "Rejected"}
+    return {"status": cp.change_availability(n, typ == "Inoperative")}
+
+
+def change_configuration(cp, p):
+    key = field(p, "key", str)
+    value = field(p, "value", str)
+    status = cp.cfg.change(key, value)
+    cp.log("config: %s := %s -> %s" % (key, cp.cfg.describe(key) if status == "Accepted"
+                                        or status == "RebootRequired" else "(unchanged)", status))
+    if status == "Accepted" and key == "AuthorizationKey":
+        cp.reconnect_soon()   # the new password applies from the next connection
+    return {"status": status}
+
+
+def clear_cache(cp, p):
+    cp.cache.clear()
+    return {"status": "Accepted"}
+
+
+def data_transfer(cp, p):
+    vendor = field(p, "vendorId", str)
+    field(p, "messageId", str, False)
+    hook = cp.data_transfer_handler
+    if hook is None or vendor != cp.vendor_id:
+        return {"status": "UnknownVendorId"}
+    return hook(p)
+
+
+def get_configuration(cp, p):
+    keys = field(p, "key", list, False)
+    if keys is not None:
+        for k in keys:
+            if not isinstance(k, str):
+                raise CallError("TypeConstraintViolation", "key")
+        if len(keys) > cp.cfg.get("GetConfigurationMaxKeys"):
+            raise CallError("OccurenceConstraintViolation", "too many keys")
+    known, unknown = cp.cfg.entries(keys or None)
+    out = {"configurationKey": [{"key": k, "readonly": ro, "value": v} for k, ro, v in known]}
+    if unknown:
+        out["unknownKey"] = unknown
+    return out
+
+
+def remote_start(cp, p):
+    tag = field(p, "idTag", str)
+    if len(tag) > 20:
+        raise CallError("PropertyConstraintViolation", "idTag longer than 20")
+    n = field(p, "connectorId", int, False)
+    if field(p, "chargingProfile", dict, False) is not None:
+        return {"status": "Rejected"}   # Smart Charging is not supported
+    if n is None:
+        n = cp.free_connector()
+    if n is None or n < 1 or n > cp.connectors or cp.sessions.busy(n) \
+            or cp.unavailable(n) or cp.status[n] == C.FAULTED:
+        return {"status": "Rejected"}
+    cp.remote_start(n, tag)
+    return {"status": "Accepted"}
+
+
+def remote_stop(cp, p):
+    txid = field(p, "transactionId", int)
+    n = cp.connector_of_txid(txid)
+    if n is None:
+        return {"status": "Rejected"}
+    cp.sessions.stop(n, "Remote")
+    return {"status": "Accepted"}
+
+
+def reset(cp, p):
+    typ = field(p, "type", str)
+    if typ not in ("Hard", "Soft"):
+        raise CallError("PropertyConstraintViolation", "type")
+    cp.schedule_reset(typ)
+    return {"status": "Accepted"}
+
+
+def unlock(cp, p):
+    n = _connector(cp, p, allow_zero=False)
+    if n is None or not hasattr(cp.board, "unlock"):
+        return {"status": "NotSupported"}
+    cp.sessions.stop(n, "UnlockCommand")
+    return {"status": "Unlocked" if cp.board.unlock(n) else "UnlockFailed"}
+
+
+HANDLERS = {
+    "ChangeAvailability": change_availability,
+    "ChangeConfiguration": change_configuration,
+    "ClearCache": clear_cache,
+    "DataTransfer": data_transfer,
+    "GetConfiguration": get_configuration,
+    "RemoteStartTransaction": remote_start,
+    "RemoteStopTransaction": remote_stop,
+    "Reset": reset,
+    "UnlockConnector": unlock,
+}

@@ -1,0 +1,828 @@
+"""Power-loss-safe journal of transaction-related messages (StartTransaction,
+StopTransaction, periodic/clock-aligned MeterValues).
+
+The charge point logic hands over each message body (the JSON payload) before its
+first send; the journal keeps the bodies on flash, in order, until `remove(seq)`
+(CALLRESULT, or given up after TransactionMessageAttempts CALLERRORs).  A power cut at
+any instant loses nothing whose `append` returned, and a torn or corrupt record costs
+only itself: it is reported, copied or moved to `bad/`, and the scan goes on.
+
+Why segments and not one file per record
+-----------------------------------------
+littlefs keeps a file inline in its directory only below the cache size (128 B with
+MicroPython's defaults); anything larger takes a whole erase block.  One ~300 B record
+per file therefore fills a 1 MB filesystem after ~240 records.  Records are instead
+appended to *segment* files of at most one block (`seg_size`, by default the
+filesystem block size).  littlefs commits a file only on sync/close and copies the last
+block on write (copy-on-write), so an append either lands completely or not at all,
+and records already in the segment are never at risk.  On a plain POSIX filesystem
+(the unix port) a torn tail is possible; the CRC finds it.
+
+START/STOP records and METER records go to two separate segment streams, so that the
+oldest MeterValues can be dropped a whole block at a time when flash runs short,
+without ever rewriting a block that holds a START or STOP.  The global sequence number
+keeps chronological order across the two streams.
+
+Layout under `root`
+-------------------
+    q/t00000042      START/STOP segment; name = seq of its first record
+    q/m00000043      METER segment
+    q/t00000042.m    marks of that segment: append-only 4-byte entries
+    tx/<tx>          central-system transactionId of local transaction <tx> (decimal text)
+    seq              lower bound for the next seq (decimal text), see below
+    bad/             quarantined files: corrupt segments (copies), leftovers
+
+Record format (version 1), little-endian, 24-byte header then the body:
+
+    off size
+     0   2   magic b"OJ"                            \\
+     2   1   format version (1)                      | envelope: the same in every
+     3   1   header length (24)                      | version, so a later or older
+     4   4   CRC32 of bytes 0..3 and 8..end          | reader can check and skip any
+     8   4   body length                            /  record
+    12   4   seq
+    16   4   tx (local transaction number, 0 = none)
+    20   1   kind (START=1, STOP=2, METER=3)
+    21   1   reserved (0)
+    22   2   flags (the caller's business)
+    24   n   body
+
+Bytes written per append = 24 + len(body) of file data; per remove 4 bytes (a mark),
+or a file delete.  What littlefs makes of it (4096-byte blocks, MicroPython defaults,
+counted on a RAM block device by tests/device/test_journal.py::test_flash_cost_per_record):
+
+    record                  file bytes   programmed   erases     per remove
+    StartTransaction 187 B     211         ~2.1 KB     1.0       ~100 B, 0.05 erase
+    StopTransaction  467 B     491         ~2.3 KB     1.0       ~80 B
+    MeterValues      305 B     329         ~2.2 KB     1.0       ~90 B
+
+littlefs copies the segment's partly filled last block on every synced append, hence
+~2 KB programmed; one file per record programs ~0.6 KB, but the erase count (what
+wears flash) is the same one block per append, and it fits 8x fewer records: a 1 MB
+filesystem holds ~2,800 records of ~330 B in segments, ~240 as single files.
+
+Marks entries (4 bytes): u16 seq - segment first seq, u8 op (1 = removed, 2 = one
+failed attempt), u8 check byte.  A remove therefore appends 4 bytes to a small inline
+file instead of rewriting the segment; when the last live record of a sealed segment
+goes, the segment and its marks file are deleted instead.  A torn or bad entry is
+ignored (at worst a delivered record is sent again; a record is never lost).
+
+Sequence numbers strictly increase across reboots: at open the next seq is the
+largest of (the `seq` file, 1 + every seq still present in a segment, removed or not).
+Only deleting a segment can make a seq vanish, so the `seq` file is rewritten
+(tmp + rename) just before a segment is deleted that holds seqs at or above the value
+it holds: at most once per deleted segment, never per append.  (The one exception:
+the newest record being damaged by the flash itself; its seq may then come again.)
+
+Recovery at open, per segment: records are checked (envelope, CRC, seq order, kind);
+after damage the scan resynchronises on the next intact envelope, so a torn or
+flipped record costs only itself.  A damaged segment is copied to bad/ and rewritten
+with its good records (tmp + rename); an empty or all-bad one is moved to bad/; a
+leftover `.tmp` in q/ is moved to bad/.  Each is logged with its name and counted in
+`corrupt`.  Recovery is idempotent: a power cut during it is repaired at the next open.
+
+Format versions: a segment holding a record with an intact envelope but an unknown
+version is left in place untouched (none of its records is queued), reported and
+counted in `unknown` (a later library wrote it; an older one never deletes it).
+Nothing is deleted on upgrade.  bad/ is never emptied by the journal.
+
+Index in RAM: parallel `array`s (seq, tx, length, offset, kind, attempts, flags),
+15 bytes per queued record, plus four small ints per segment; it is built in place at
+open (sorted by an in-place permutation, no second copy).  Measured on the 64-bit unix
+port: ~42 KB for 2,000 queued records.  No bodies in RAM.
+"""
+import os
+import struct
+from array import array
+from ocpp16 import store
+
+try:
+    from micropython import const
+except ImportError:  # CPython tooling
+    def const(x):
+        return x
+
+try:
+    from binascii import crc32
+except ImportError:
+    # Ports built without binascii.crc32 (it comes with `deflate`): the same CRC-32
+    # with a 1 KB table built on first use, ~10x faster than bit by bit.
+    _table = None
+
+    def crc32(data, crc=0):
+        global _table
+        if _table is None:
+            _table = array("I", range(256))
+            for i in range(256):
+                c = i
+                for _ in range(8):
+                    c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
+                _table[i] = c
+        t = _table
+        crc ^= 0xFFFFFFFF
+        for b in data:
+            crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+
+START = const(1)
+STOP = const(2)
+METER = const(3)
+VERSION = const(1)
+
+_HLEN = const(24)       # v1 header length
+_ENV = const(12)        # envelope (magic, version, hlen, crc, body length): every version
+_M0 = const(0x4F)       # "O"
+_M1 = const(0x4A)       # "J"
+_MAXBODY = const(0xFFFF)
+_SPAN = const(0xFFFF)   # marks store seq - first in 16 bits
+_RM = const(1)
+_FAIL = const(2)
+_ENOSPC = const(28)
+_EIO = const(5)
+_PACK = "<BBBBIIIIBBH"  # v1 header
+_STREAMS = "tm"         # stream 0: START/STOP, stream 1: METER
+# Index arrays and their item types (MicroPython arrays have no .typecode).
+_INDEX = (("_seq", "I"), ("_tx", "I"), ("_len", "H"), ("_off", "H"),
+          ("_kind", "B"), ("_att", "B"), ("_flg", "H"))
+
+
+def _step(path):
+    # Kill-point hook shared with store.atomic_write: runs after every write step.
+    h = store.write_hook
+    if h:
+        h(path)
+
+
+def _int(s):
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def _bisect(a, x, lo, hi):
+    # First index in a[lo:hi] whose value is >= x (a sorted).
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _envelope(d, n, p):
+    """Length of a CRC-valid record of any version at d[p:], else 0."""
+    if n - p < _ENV or d[p] != _M0 or d[p + 1] != _M1:
+        return 0
+    hl = d[p + 3]
+    if hl < _ENV:
+        return 0
+    end = p + hl + struct.unpack_from("<I", d, p + 8)[0]
+    if end > n:
+        return 0
+    mv = memoryview(d)
+    if crc32(mv[p + 8:end], crc32(mv[p:p + 4])) != struct.unpack_from("<I", d, p + 4)[0]:
+        return 0
+    return end - p
+
+
+class Journal:
+    """The queue of transaction-related messages, durable on flash.
+
+    `root` is created if missing.  Opening scans it (see the module docstring) and
+    logs every torn/corrupt record it finds by name; such records are moved or copied
+    to `root/bad/` and counted in `corrupt`, the rest form the queue.
+    `min_free`: bytes of filesystem space the journal leaves to others; below it the
+    oldest METER records are dropped, then appends fail with ENOSPC.
+    `seg_size`: segment size in bytes, default the filesystem block size (tests use
+    small ones to exercise many segments).
+    """
+
+    def __init__(self, root, log=print, min_free=16384, seg_size=0):
+        root = root.rstrip("/") or "/"
+        self.root = root
+        base = "" if root == "/" else root
+        self._q = base + "/q"
+        self._txd = base + "/tx"
+        self._bad = base + "/bad"
+        self._seqf = base + "/seq"
+        self.log = log
+        self.min_free = min_free
+        self.corrupt = 0        # torn/corrupt records and leftovers found (and quarantined)
+        self.unknown = 0        # segments of an unknown format version, left in place
+        self.dropped_meter = 0  # METER records dropped for lack of space
+        self.bytes_written = 0  # file bytes this instance wrote
+        store.makedirs(self._q)
+        store.makedirs(self._txd)
+        if not seg_size:
+            try:
+                seg_size = os.statvfs(root)[0]
+            except OSError:
+                seg_size = 0
+            if not 512 <= seg_size <= 32768:
+                seg_size = 4096
+        self._segsize = seg_size
+        self._hdr = bytearray(_HLEN)
+        self._hv = memoryview(self._hdr)
+        self._mk = bytearray(4)
+        # Record index, sorted by seq; kind 0 marks a removed entry (compacted lazily).
+        for a, tc in _INDEX:
+            setattr(self, a, array(tc))
+        self._h = 0         # index of the first entry that may be live
+        self._n = 0         # live entries
+        # Segments per stream, in seq order: first seq, last seq, live records, bytes.
+        self._sf = ([], [])
+        self._sl = ([], [])
+        self._sn = ([], [])
+        self._ss = ([], [])
+        self._sealed = [False, False]   # last segment of the stream takes no more appends
+        self._map = {}                  # tx -> transactionId (few live transactions)
+        self._floor = 0                 # value in the seq file
+        self._slack = -1                # estimated free bytes above min_free (-1: ask)
+        self._next = 1
+        self._scan()
+
+    # ------------------------------------------------------------------ open
+    def _quarantine(self, path, name, why, data=None):
+        # Keep `path` (moved) or `data` (copied) in bad/ under a name not taken yet.
+        # Failing to do so (flash full) is logged, never fatal: the scan must go on.
+        self.log("journal: %s: %s -> bad/" % (name, why))
+        try:
+            store.makedirs(self._bad)
+            dst = self._bad + "/" + name
+            i = 0
+            while store.exists(dst):
+                i += 1
+                dst = "%s/%s.%d" % (self._bad, name, i)
+            if data is None:
+                os.rename(path, dst)
+                _step(dst)
+            else:
+                store.atomic_write(dst, data)
+                self.bytes_written += len(data)
+            return True
+        except OSError as e:
+            self.log("journal: could not keep %s in bad/: %r" % (name, e))
+            return False
+
+    def _scan(self):
+        q = self._q
+        codes = []      # first * 2 + stream, for every segment name
+        marks = []
+        for name in os.listdir(q):
+            if name.endswith(".tmp"):
+                self.corrupt += 1
+                if not self._quarantine(q + "/" + name, name, "leftover of an interrupted write"):
+                    store.remove(q + "/" + name)
+            elif name.endswith(".m"):
+                marks.append(name[:-2])
+            else:
+                s = _STREAMS.find(name[:1]) if name else -1
+                v = _int(name[1:]) if s >= 0 else None
+                if v is None or v < 0 or name != "%s%08d" % (name[0], v):
+                    self.log("journal: q/%s: not a journal file, left alone" % name)
+                else:
+                    codes.append(v * 2 + s)
+        codes.sort()
+        top = 0                 # largest seq seen anywhere
+        keep = []               # names whose marks files stay
+        # The index arrays are filled in scan order (segment by segment, so the two
+        # streams interleave) and sorted in place afterwards: no second copy in RAM.
+        t_seq = self._seq
+        buf = bytearray(self._segsize)
+        for code in codes:
+            s = code & 1
+            first = code >> 1
+            name = "%s%08d" % (_STREAMS[s], first)
+            path = q + "/" + name
+            try:
+                n = os.stat(path)[6]
+                d = bytearray(n) if n > len(buf) else buf
+                if n:
+                    with open(path, "rb") as f:
+                        n = f.readinto(d, n)
+            except (OSError, MemoryError) as e:
+                # Unreadable (a directory, an I/O error): left alone, its name never reused.
+                self.log("journal: q/%s: unreadable, left alone: %r" % (name, e))
+                if first + 1 > top:
+                    top = first + 1
+                continue
+            offs, bad, foreign = self._parse(d, n, first, s)
+            if foreign:
+                self.unknown += 1
+                keep.append(name)
+                if first + 1 > top:
+                    top = first + 1
+                self.log("journal: q/%s: unknown format version %d, left in place" % (name, foreign))
+                continue
+            if not offs:
+                self.corrupt += 1
+                why = "empty (interrupted create)" if n == 0 else "no valid record (%d bytes)" % n
+                if self._quarantine(path, name, why):
+                    store.remove(path + ".m")
+                elif first + 1 > top:
+                    top = first + 1     # still in q/: its name must never be reused
+                continue
+            sealed = False
+            if bad:
+                self.corrupt += len(bad) >> 1
+                for i in range(0, len(bad), 2):
+                    self.log("journal: q/%s: torn/corrupt bytes %d..%d" % (name, bad[i], bad[i + 1]))
+                mv = memoryview(d)
+                self._quarantine(path, name, "original kept", mv[:n])
+                clean = bytearray()
+                for p in offs:
+                    clean.extend(mv[p:p + _HLEN + struct.unpack_from("<I", d, p + 8)[0]])
+                try:
+                    store.atomic_write(path, clean)
+                    self.bytes_written += len(clean)
+                    d = clean
+                    n = len(clean)
+                    p = 0
+                    for i in range(len(offs)):
+                        offs[i] = p
+                        p += _HLEN + struct.unpack_from("<I", d, p + 8)[0]
+                except OSError as e:
+                    # Keep indexing the original offsets; never append after the damage.
+                    self.log("journal: q/%s: could not rewrite: %r" % (name, e))
+                    sealed = True
+            # Records of this segment, less those its marks say are removed.
+            rm = fails = None
+            if name in marks:
+                keep.append(name)
+                rm, fails = self._marks(path + ".m")
+            live = 0
+            for p in offs:
+                seq, tx, kind, _, flags = struct.unpack_from("<IIBBH", d, p + 12)
+                dl = seq - first
+                if rm and dl in rm:
+                    continue
+                t_seq.append(seq)
+                self._tx.append(tx)
+                self._len.append(struct.unpack_from("<I", d, p + 8)[0])
+                self._off.append(p)
+                self._kind.append(kind)
+                self._att.append(min(255, fails.get(dl, 0)) if fails else 0)
+                self._flg.append(flags)
+                live += 1
+            last = struct.unpack_from("<I", d, offs[-1] + 12)[0]
+            if last + 1 > top:
+                top = last + 1
+            self._sf[s].append(first)
+            self._sl[s].append(last)
+            self._sn[s].append(live)
+            self._ss[s].append(n)
+            self._sealed[s] = sealed
+        del buf
+        # Marks files whose segment is gone (crash between the two deletes).
+        for name in marks:
+            if name not in keep:
+                self.log("journal: q/%s.m: orphan marks removed" % name)
+                store.remove(q + "/" + name + ".m")
+        # Sort the index by seq, permuting all arrays in place (cycle by cycle).
+        n = len(t_seq)
+        for i in range(1, n):
+            if t_seq[i - 1] >= t_seq[i]:
+                self._permute(sorted(range(n), key=lambda i: t_seq[i]))
+                break
+        self._n = n
+        for i in range(1, n):
+            if t_seq[i] == t_seq[i - 1]:    # only if files were copied around by hand
+                self.log("journal: duplicate seq %d ignored" % t_seq[i])
+                self._kind[i] = 0
+                self._n -= 1
+        h = 0
+        while h < n and self._kind[h] == 0:
+            h += 1
+        self._h = h
+        # Seq floor.
+        v = store.read(self._seqf)
+        if v is not None:
+            v = _int(v)
+            if v is None:
+                self.log("journal: seq file unreadable, ignored")
+            else:
+                self._floor = v
+        store.remove(self._seqf + ".tmp")
+        self._next = max(self._floor, top, 1)
+        # Fully removed segments that are not the newest of their stream.
+        for s in (0, 1):
+            k = 0
+            while k < len(self._sf[s]) - 1:
+                if self._sn[s][k] == 0:
+                    try:
+                        self._delseg(s, k)
+                        continue
+                    except OSError as e:    # flash full: they go at a later delete
+                        self.log("journal: could not delete an emptied segment: %r" % e)
+                k += 1
+        # Transaction id map.
+        for name in os.listdir(self._txd):
+            p = self._txd + "/" + name
+            if name.endswith(".tmp"):
+                store.remove(p)
+                continue
+            tx = _int(name)
+            v = store.read(p)
+            v = _int(v) if v is not None else None
+            if tx is None or v is None:
+                self._quarantine(p, "tx" + name, "unreadable transaction id")
+            else:
+                self._map[tx] = v
+
+    def _parse(self, d, n, first, s):
+        """Valid v1 record offsets, bad byte ranges (flat start, end pairs), foreign version."""
+        offs = []
+        bad = []
+        p = 0
+        prev = first - 1
+        while p < n:
+            ln = _envelope(d, n, p)
+            if ln:
+                ver = d[p + 2]
+                if ver != VERSION:
+                    return offs, bad, ver
+                seq = struct.unpack_from("<I", d, p + 12)[0]
+                kind = d[p + 20]
+                if (d[p + 3] == _HLEN and prev < seq <= first + _SPAN
+                        and ((kind == METER) if s else (kind == START or kind == STOP))):
+                    offs.append(p)
+                    prev = seq
+                    p += ln
+                    continue
+            # Damage: resynchronise on the next intact envelope.
+            q = p + 1
+            while q < n and not _envelope(d, n, q):
+                q += 1
+            bad.append(p)
+            bad.append(q)
+            p = q
+        return offs, bad, 0
+
+    def _marks(self, path):
+        """Read a marks file: (set of removed seq offsets, {seq offset: failures})."""
+        m = store.read(path)
+        rm = set()
+        fails = {}
+        if m:
+            for p in range(0, len(m) - 3, 4):
+                dl, op, chk = struct.unpack_from("<HBB", m, p)
+                if chk != (dl ^ (dl >> 8) ^ op ^ 0xA5) & 0xFF:
+                    self.log("journal: %s: bad mark at %d ignored" % (path, p))
+                elif op == _RM:
+                    rm.add(dl)
+                elif op == _FAIL:
+                    fails[dl] = fails.get(dl, 0) + 1
+        return rm, fails
+
+    def _permute(self, order):
+        # Reorder every index array so that entry i becomes old entry order[i].
+        arrays = [getattr(self, a) for a, _ in _INDEX]
+        for start in range(len(order)):
+            if order[start] < 0:
+                continue
+            saved = [a[start] for a in arrays]
+            i = start
+            while True:
+                j = order[i]
+                order[i] = -1
+                if j == start:
+                    for k in range(len(arrays)):
+                        arrays[k][i] = saved[k]
+                    break
+                for a in arrays:
+                    a[i] = a[j]
+                i = j
+
+    # --------------------------------------------------------------- helpers
+    def _path(self, s, first):
+        return "%s/%s%08d" % (self._q, _STREAMS[s], first)
+
+    def _find(self, seq):
+        a = self._seq
+        i = _bisect(a, seq, self._h, len(a))
+        if i < len(a) and a[i] == seq and self._kind[i]:
+            return i
+        return -1
+
+    def _seg(self, s, seq):
+        # Index of the segment of stream s holding seq: the last one with first <= seq.
+        sf = self._sf[s]
+        return _bisect(sf, seq + 1, 0, len(sf)) - 1
+
+    def _kill(self, i):
+        # Drop index entry i (its record is gone from flash, or marked removed).
+        k = self._kind
+        k[i] = 0
+        self._n -= 1
+        h = self._h
+        top = len(k)
+        while h < top and k[h] == 0:
+            h += 1
+        self._h = h
+        dead = top - self._n
+        if dead > 32 and dead > self._n:
+            keep = [j for j in range(h, top) if k[j]]
+            for a, tc in _INDEX:
+                old = getattr(self, a)
+                new = array(tc)
+                for j in keep:
+                    new.append(old[j])
+                setattr(self, a, new)
+            self._h = 0
+
+    def _mark(self, s, k, seq, op):
+        dl = seq - self._sf[s][k]
+        struct.pack_into("<HBB", self._mk, 0, dl, op, (dl ^ (dl >> 8) ^ op ^ 0xA5) & 0xFF)
+        path = self._path(s, self._sf[s][k]) + ".m"
+        with open(path, "ab") as f:
+            f.write(self._mk)
+        self.bytes_written += 4
+        _step(path)
+
+    def _seqfile(self, v):
+        b = b"%d" % v
+        store.atomic_write(self._seqf, b)
+        self.bytes_written += len(b)
+        self._floor = v
+
+    def _delseg(self, s, k):
+        # Delete segment k of stream s (no live record left in it).  The seq file is
+        # brought up to date first, so that deleting the newest seq never lets it recur.
+        v = 0
+        if self._sl[s][k] >= self._floor:
+            v = max(self._next, self._sl[s][k] + 1)
+            try:
+                self._seqfile(v)
+                v = 0
+            except OSError as e:
+                # Flash too full even for that: free the segment first, then retry
+                # (a cut in between could only repeat a seq, never lose a record).
+                self.log("journal: seq file not written before delete: %r" % e)
+        path = self._path(s, self._sf[s][k])
+        try:
+            os.remove(path)
+        except OSError as e:
+            self.log("journal: could not delete %s: %r" % (path, e))
+        _step(path)
+        if v:
+            try:
+                self._seqfile(v)
+            except OSError as e:
+                self.log("journal: seq file not written: %r" % e)
+        store.remove(path + ".m")   # a leftover is an orphan, cleaned at the next open
+        _step(path + ".m")
+        for a in (self._sf, self._sl, self._sn, self._ss):
+            del a[s][k]
+        if k == len(self._sf[s]):
+            # The segment before it may end in a failed write: start a new one.
+            self._sealed[s] = True
+
+    def _free(self):
+        st = os.statvfs(self.root)
+        return (st[1] or st[0]) * st[4]
+
+    def _drop_meter(self):
+        """Drop the oldest METER segment (all its records); False if there is none."""
+        if not self._sf[1]:
+            return False
+        first = self._sf[1][0]
+        last = self._sl[1][0]
+        a = self._seq
+        i = _bisect(a, first, self._h, len(a))
+        todo = []
+        while i < len(a) and a[i] <= last:
+            if self._kind[i] == METER:
+                todo.append(a[i])
+            i += 1
+        for seq in todo:
+            self.log("journal: flash short, dropped MeterValues seq %d" % seq)
+        self._delseg(1, 0)
+        for seq in todo:
+            self._kill(self._find(seq))
+            self.dropped_meter += 1
+        return True
+
+    def _write(self, s, seq, kind, tx, body, n, flags):
+        rl = _HLEN + n
+        sf = self._sf[s]
+        new = (not sf or self._sealed[s] or self._ss[s][-1] + rl > self._segsize
+               or seq - sf[-1] > _SPAN)
+        first = seq if new else sf[-1]
+        path = self._path(s, first)
+        h = self._hdr
+        struct.pack_into(_PACK, h, 0, _M0, _M1, VERSION, _HLEN, 0, n, seq, tx, kind, 0, flags)
+        c = crc32(body, crc32(self._hv[8:], crc32(self._hv[:4])))
+        struct.pack_into("<I", h, 4, c)
+        try:
+            f = open(path, "ab")
+            try:
+                f.write(h)
+                _step(path)     # not durable: a kill here leaves a torn record (POSIX)
+                f.write(body)
+            finally:
+                f.close()
+        except Exception:
+            # The file may now end in a partial record: never append after it.  A new
+            # segment holds nothing else, so it goes (best effort; else the next open
+            # reports it).
+            if new:
+                store.remove(path)
+            else:
+                self._sealed[s] = True
+            raise
+        self.bytes_written += rl
+        _step(path)
+        if new:
+            sf.append(seq)
+            self._sl[s].append(seq)
+            self._sn[s].append(1)
+            self._ss[s].append(rl)
+            self._sealed[s] = False
+        else:
+            self._sl[s][-1] = seq
+            self._sn[s][-1] += 1
+            self._ss[s][-1] += rl
+        self._seq.append(seq)
+        self._tx.append(tx)
+        self._len.append(n)
+        self._off.append(0 if new else self._ss[s][-1] - rl)
+        self._kind.append(kind)
+        self._att.append(0)
+        self._flg.append(flags)
+        self._n += 1
+        # The record is durable and indexed: from here on nothing may raise.
+        if new and len(sf) > 1 and self._sn[s][-2] == 0:
+            try:
+                self._delseg(s, len(sf) - 2)
+            except OSError as e:
+                self.log("journal: could not delete an emptied segment: %r" % e)
+
+    # ------------------------------------------------------------ public API
+    def append(self, kind, tx, body, flags=0):
+        """Queue one message body (bytes-like, at most 65535 bytes); durable when it
+        returns.  `tx`: 0..2**32-1; `flags`: 0..65535, stored with the record.
+
+        Returns its seq (strictly increasing, also across reboots).  When free space
+        is below `min_free`, the oldest METER records are dropped first (logged,
+        counted in `dropped_meter`); START/STOP never are.  If that is not enough,
+        raises OSError(ENOSPC) and queues nothing.
+        """
+        if kind != START and kind != STOP and kind != METER:
+            raise ValueError("kind")
+        n = len(body)
+        if n > _MAXBODY or not 0 <= tx <= 0xFFFFFFFF or not 0 <= flags <= 0xFFFF:
+            raise ValueError("too large")
+        s = 1 if kind == METER else 0
+        if self.min_free > 0:
+            # statvfs on littlefs walks the whole filesystem, so it is asked only when
+            # a conservative estimate (each append may take a fresh block) says we may
+            # be near min_free.  Writes by others in between are not seen; a real
+            # ENOSPC from the write is handled below the same way.
+            need = self._segsize + _HLEN + n
+            if self._slack < need:
+                f = self._free()
+                while f < self.min_free:
+                    if not self._drop_meter():
+                        self._slack = -1
+                        raise OSError(_ENOSPC)
+                    f = self._free()
+                self._slack = f - self.min_free
+            self._slack -= need
+        while True:
+            seq = self._next
+            # Burnt even if the write fails: a failed file is never appended to again.
+            self._next = seq + 1
+            try:
+                self._write(s, seq, kind, tx, body, n, flags)
+                return seq
+            except OSError as e:
+                self._slack = -1
+                if e.args[0] != _ENOSPC or not self._drop_meter():
+                    raise
+
+    def __len__(self):
+        return self._n
+
+    def _tuple(self, i):
+        return (self._seq[i], self._kind[i], self._tx[i], self._att[i], self._flg[i])
+
+    def head(self):
+        """The oldest record as (seq, kind, tx, attempts, flags), or None."""
+        if self._h >= len(self._seq):
+            return None
+        return self._tuple(self._h)
+
+    def records(self):
+        """Iterate (seq, kind, tx, attempts, flags) in order.  Removing while iterating
+        is allowed (each step looks the position up again)."""
+        nxt = 0
+        while True:
+            a = self._seq
+            i = _bisect(a, nxt, self._h, len(a))
+            k = self._kind
+            while i < len(a) and k[i] == 0:
+                i += 1
+            if i >= len(a):
+                return
+            nxt = a[i] + 1
+            yield self._tuple(i)
+
+    def read(self, seq, buf):
+        """Read the body of `seq` into `buf` (bytearray/memoryview); returns its length.
+
+        ValueError if it does not fit, KeyError if seq is not queued.  If the record
+        fails its CRC now (flash damaged since open), it is logged, copied to bad/,
+        removed from the queue, counted in `corrupt`, and OSError(EIO) is raised.
+        """
+        i = self._find(seq)
+        if i < 0:
+            raise KeyError(seq)
+        n = self._len[i]
+        if n > len(buf):
+            raise ValueError("body is %d bytes" % n)
+        kind = self._kind[i]
+        s = 1 if kind == METER else 0
+        k = self._seg(s, seq)
+        path = self._path(s, self._sf[s][k])
+        h = self._hdr
+        with open(path, "rb") as f:
+            f.seek(self._off[i])
+            ok = f.readinto(h) == _HLEN and (n == 0 or f.readinto(buf, n) == n)
+        if ok:
+            c = crc32(self._hv[8:], crc32(self._hv[:4]))
+            if n:
+                c = crc32(buf if n == len(buf) else memoryview(buf)[:n], c)
+            ok = (c == struct.unpack_from("<I", h, 4)[0] and h[0] == _M0 and h[1] == _M1
+                  and struct.unpack_from("<I", h, 12)[0] == seq)
+        if ok:
+            return n
+        self.corrupt += 1
+        name = "%s%08d" % (_STREAMS[s], self._sf[s][k])
+        d = store.read(path)
+        if d is None:
+            self.log("journal: q/%s: vanished (seq %d)" % (name, seq))
+        else:
+            self._quarantine(path, name, "seq %d damaged since open" % seq, d)
+        self.remove(seq)
+        raise OSError(_EIO)
+
+    def remove(self, seq):
+        """Forget a delivered (or given-up) record.  Unknown seq: no-op."""
+        i = self._find(seq)
+        if i < 0:
+            return
+        s = 1 if self._kind[i] == METER else 0
+        k = self._seg(s, seq)
+        sn = self._sn[s]
+        active = k == len(sn) - 1 and not self._sealed[s]
+        done = False
+        if sn[k] == 1 and not active:
+            try:
+                self._delseg(s, k)
+                done = True
+            except OSError as e:   # e.g. no room for the seq file: a mark does as well
+                self.log("journal: could not delete segment: %r" % e)
+        if not done:
+            self._mark(s, k, seq, _RM)
+            sn[k] -= 1
+        self._kill(i)
+
+    def failed(self, seq):
+        """Count one CALLERROR for `seq` (persisted); returns the attempts so far.
+        Unknown seq (already removed or dropped): returns 0."""
+        i = self._find(seq)
+        if i < 0:
+            return 0
+        s = 1 if self._kind[i] == METER else 0
+        self._mark(s, self._seg(s, seq), seq, _FAIL)
+        a = self._att[i]
+        if a < 255:
+            a += 1
+            self._att[i] = a
+        return a
+
+    def set_txid(self, tx, txid):
+        """Persist local transaction `tx` -> central-system transactionId (durable on return)."""
+        if self._map.get(tx) == txid:
+            return
+        b = b"%d" % txid
+        store.atomic_write("%s/%d" % (self._txd, tx), b)
+        self.bytes_written += len(b)
+        self._map[tx] = txid
+
+    def txid(self, tx):
+        """The transactionId of `tx`, -1 if its START was given up, None if not known yet."""
+        return self._map.get(tx)
+
+    def give_up_start(self, tx):
+        """The START of `tx` was dropped after its attempts: later messages use -1."""
+        self.set_txid(tx, -1)
+
+    def forget(self, tx):
+        """No record refers to `tx` any more: delete its mapping."""
+        if self._map.pop(tx, None) is not None:
+            p = "%s/%d" % (self._txd, tx)
+            store.remove(p)
+            _step(p)

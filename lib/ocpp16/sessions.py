@@ -1,0 +1,217 @@
+"""Charging sessions: authorisation rules and the flow of plug, card, start and stop.
+
+Board events (plug, unplug, card, stop button) and central-system requests (remote
+start/stop) arrive here; this module applies the Core rules (LocalPreAuthorize,
+LocalAuthorizeOffline, AllowOfflineTxForUnknownId, the authorisation cache, parent
+tags, ConnectionTimeOut, StopTransactionOnEVSideDisconnect, StopTransactionOnInvalidId)
+and drives connector states, the relay and the transactions.
+"""
+from time import ticks_ms, ticks_diff, ticks_add
+from ocpp16 import chargepoint as C
+from ocpp16 import meter as mt
+
+
+class Sessions:
+    def __init__(self, cp):
+        self.cp = cp
+        n = cp.connectors + 1
+        self.plugged = [False] * n
+        self.authorized = [None] * n     # [tag, parent] authorised, waiting for the plug
+        self._auth_deadline = [0] * n
+        self._next_sample = [0] * n      # ticks_ms of the next periodic sample per connector
+        self._next_aligned = 0           # unix time of the next clock-aligned boundary
+        self.pending_auth = {}           # tag -> connector, Authorize in flight
+
+    # -- helpers --------------------------------------------------------------------------
+    def _tx(self, n):
+        return self.cp.tx.active[n]
+
+    def busy(self, n):
+        return self._tx(n) is not None or self.authorized[n] is not None
+
+    def _available_state(self, n):
+        if self.cp.unavailable(n):
+            return C.UNAVAILABLE
+        return C.PREPARING if self.plugged[n] else C.AVAILABLE
+
+    def _idle(self, n):
+        self.authorized[n] = None
+        self.cp.board.relay(n, False)
+        self.cp.set_status(n, self._available_state(n))
+
+    # -- authorisation --------------------------------------------------------------------
+    def authorize(self, tag, done):
+        """Decide whether `tag` may charge; calls done(status, parent) (maybe later)."""
+        cp = self.cp
+        cfg = cp.cfg
+        cache_on = cfg.get("AuthorizationCacheEnabled")
+        status, parent = cp.cache.lookup(tag, cp.clock.now()) if cache_on else (None, None)
+        if cp.rpc.online and cp.registered:
+            if status == "Accepted" and cfg.get("LocalPreAuthorize"):
+                done("Accepted", parent)
+                return
+            cp.request(b"Authorize", _encode_authorize, tag, lambda out, p: self._authorized(tag, out, p, done))
+            return
+        self._offline_decision(tag, status, parent, done)
+
+    def _offline_decision(self, tag, status, parent, done):
+        cfg = self.cp.cfg
+        if status is not None:
+            done(status if cfg.get("LocalAuthorizeOffline") else "Invalid", parent)
+        elif cfg.get("AllowOfflineTxForUnknownId"):
+            done("Accepted", None)
+        else:
+            done("Invalid", None)
+
+    def _authorized(self, tag, out, payload, done):
+        cp = self.cp
+        from ocpp16 import rpc
+        if out == rpc.RESULT and isinstance(payload.get("idTagInfo"), dict):
+            info = payload["idTagInfo"]
+            if cp.cfg.get("AuthorizationCacheEnabled"):
+                cp.cache.update(tag, info)
+            done(info.get("status", "Invalid"), info.get("parentIdTag"))
+            return
+        # No answer: the offline rules decide.
+        status, parent = cp.cache.lookup(tag, cp.clock.now())
+        self._offline_decision(tag, status, parent, done)
+
+    # -- board events ---------------------------------------------------------------------
+    def plug(self, n, yes):
+        cp = self.cp
+        self.plugged[n] = yes
+        tx = self._tx(n)
+        if yes:
+            if tx is None and self.authorized[n] is not None:
+                tag, parent = self.authorized[n]
+                self.start(n, tag, parent)
+            elif tx is None:
+                cp.set_status(n, self._available_state(n))
+            else:
+                self._charging_state(n)
+            return
+        # Unplugged
+        if tx is not None:
+            if cp.cfg.get("StopTransactionOnEVSideDisconnect"):
+                self.stop(n, "EVDisconnected")
+                cp.set_status(n, self._available_state(n))
+            else:
+                cp.board.relay(n, False)
+                cp.set_status(n, C.SUSPENDED_EV, info="EV side disconnected")
+        else:
+            self._idle(n)
+
+    def card(self, n, tag):
+        cp = self.cp
+        tx = self._tx(n)
+        if tx is not None:
+            if tag == tx["tag"]:
+                self.stop(n, "Local", tag)   # the same tag stops without Authorize
+                return
+            # Another tag may stop it if it shares the parent (asks Authorize).
+            def done(status, parent):
+                if status == "Accepted" and parent and parent == tx.get("parent") \
+                        and self._tx(n) is tx:
+                    self.stop(n, "Local", tag)
+                else:
+                    cp.log("session: card %s may not stop connector %d" % (tag, n))
+            self.authorize(tag, done)
+            return
+        if cp.unavailable(n) or cp.status[n] == C.FAULTED:
+            cp.log("session: connector %d cannot charge now" % n)
+            return
+        def done(status, parent):
+            if status != "Accepted":
+                cp.log("session: card %s refused (%s)" % (tag, status))
+                return
+            if self._tx(n) is not None:
+                return
+            if self.plugged[n]:
+                self.start(n, tag, parent)
+            else:
+                self._wait_for_plug(n, tag, parent)
+        self.authorize(tag, done)
+
+    def _wait_for_plug(self, n, tag, parent):
+        self.authorized[n] = [tag, parent]
+        self._auth_deadline[n] = ticks_add(ticks_ms(), self.cp.cfg.get("ConnectionTimeOut") * 1000)
+        self.cp.set_status(n, C.PREPARING)
+
+    # -- start / stop ---------------------------------------------------------------------
+    def start(self, n, tag, parent=None, reservation=None):
+        cp = self.cp
+        self.authorized[n] = None
+        cp.tx.begin(n, tag, parent, reservation)
+        self._next_sample[n] = ticks_add(ticks_ms(), cp.cfg.get("MeterValueSampleInterval") * 1000)
+        self._charging_state(n)
+
+    def _charging_state(self, n):
+        cp = self.cp
+        tx = self._tx(n)
+        allowed = tx is not None and tx.get("auth") == "Accepted" and self.plugged[n] \
+            and not cp.unavailable(n)
+        cp.board.relay(n, allowed)
+        if tx is None:
+            return
+        if not self.plugged[n]:
+            cp.set_status(n, C.SUSPENDED_EV, info="EV side disconnected")
+        elif not allowed:
+            cp.set_status(n, C.SUSPENDED_EVSE)
+        else:
+            cp.set_status(n, C.CHARGING)
+
+    def stop(self, n, reason, tag=None):
+        """Stop connector n's transaction (relay opens first); False if none ran."""
+        cp = self.cp
+        if self._tx(n) is None:
+            return False
+        cp.board.relay(n, False)
+        cp.tx.end(n, reason, tag)
+        if self.plugged[n]:
+            cp.set_status(n, C.FINISHING)
+        else:
+            cp.set_status(n, self._available_state(n))
+        return True
+
+    def invalidated(self, n, status):
+        """StartTransaction.conf said the tag is not Accepted."""
+        cp = self.cp
+        tx = self._tx(n)
+        if tx is None:
+            return
+        tx["auth"] = status
+        if cp.cfg.get("StopTransactionOnInvalidId"):
+            self.stop(n, "DeAuthorized")
+        else:
+            self._charging_state(n)    # energy stops; the transaction goes on (SuspendedEVSE)
+
+    # -- timers ---------------------------------------------------------------------------
+    def tick(self):
+        """Called by the charge point's ticker: timeouts and meter sampling."""
+        cp = self.cp
+        now = ticks_ms()
+        interval = cp.cfg.get("MeterValueSampleInterval")
+        for n in range(1, cp.connectors + 1):
+            if self.authorized[n] is not None and ticks_diff(now, self._auth_deadline[n]) >= 0:
+                cp.log("session: connector %d not plugged within ConnectionTimeOut" % n)
+                self._idle(n)
+            if interval and self._tx(n) is not None and ticks_diff(now, self._next_sample[n]) >= 0:
+                self._next_sample[n] = ticks_add(self._next_sample[n], interval * 1000)
+                if ticks_diff(now, self._next_sample[n]) >= 0:  # fell behind: realign
+                    self._next_sample[n] = ticks_add(now, interval * 1000)
+                cp.tx.sample(n, mt.PERIODIC)
+        aligned = cp.cfg.get("ClockAlignedDataInterval")
+        t = cp.clock.now()
+        if aligned and t:
+            if not self._next_aligned or self._next_aligned - t > aligned:
+                self._next_aligned = (t // aligned + 1) * aligned
+            elif t >= self._next_aligned:
+                self._next_aligned = (t // aligned + 1) * aligned
+                for n in range(1, cp.connectors + 1):
+                    cp.tx.sample(n, mt.CLOCK, t - t % aligned)
+
+
+def _encode_authorize(w, tag):
+    w.raw(b'{"idTag":')
+    w.str(tag)
+    w.raw(b"}")

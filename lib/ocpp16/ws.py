@@ -1,0 +1,617 @@
+"""A lean RFC 6455 websocket client for MicroPython asyncio (OCPP-J transport).
+
+    ws = WebSocket(rx_size=4096, tx_size=2048, log=print)
+    await ws.connect("wss://csms.example/ocpp", "CP-1", auth_key=key, ssl=ctx)
+    n = writer_that_fills(ws.tx)         # the message, written straight into ws.tx[0:n]
+    await ws.send(n)                     # frames, masks in place, one socket write, 0 bytes
+    msg = await ws.recv()                # memoryview of one whole message, or None = gone
+
+Buffers are allocated once, in the constructor:
+- receive: `rx_size` bytes (default 4096), the largest message accepted after
+  reassembly.  OCPP answers are small, but a CALLERROR may carry ~2 KB of details and a
+  full GetConfiguration.conf approaches 4 KB.  A bigger message closes the connection
+  with 1009 and counts in `rx_oversize`: it is never silently truncated.
+- transmit: `tx_size` payload bytes (default 2048, enough for any message a charge point
+  sends) with `TX_HEADROOM` bytes in front of it for the frame header and the mask key.
+- 139 bytes for outgoing control frames, so a pong or close never clobbers `tx`.
+
+The transmit path allocates nothing (checked under `micropython.heap_lock()`): `send()`
+builds the header in the headroom, masks in place (viper where available) and hands the
+socket one `write(buf, off, len)`.  Only when the socket cannot take the whole frame at
+once does it fall back to the asyncio stream's buffer (which copies the rest).
+
+One task should call `recv()` all the time (it answers pings and sees the server's
+close); other tasks may `send()`, `ping()` and `close()` concurrently.  Text frames are
+not checked for valid UTF-8 (the JSON parser rejects garbage anyway); extensions are
+neither offered nor accepted.
+"""
+import asyncio
+import binascii
+import hashlib
+import micropython
+import os
+import socket
+from errno import EINPROGRESS, ENOTCONN, ETIMEDOUT
+from micropython import const
+from random import getrandbits
+from time import ticks_diff, ticks_ms
+
+TX_HEADROOM = const(14)  # 2 header + 8 extended length + 4 mask key
+_CTRL_MAX = const(125)  # RFC 6455 5.5: control payloads are at most 125 bytes
+_CLOSE_WAIT_MS = const(1000)  # how long close() waits for the server's close frame
+_BUSY_POLL_MS = const(2)
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class WSError(Exception):
+    """Handshake refused or protocol violation; str() is a one-line reason."""
+
+
+# XOR the payload b[i:i+n] with the 4-byte key at b[k:k+4], in place.  The viper version
+# is compiled at import through exec() so that this file still loads (and freezes with a
+# plain mpy-cross) where no native emitter exists; the Python loop is ~30x slower.
+def _mask(b, i, n, k):
+    for j in range(n):  # a for-range loop is compiled without allocating
+        b[i + j] ^= b[k + (j & 3)]
+
+
+try:
+    _g = {"micropython": micropython}
+    exec(
+        "@micropython.viper\n"
+        "def _mask(b, i: int, n: int, k: int):\n"
+        "    p = ptr8(b)\n"
+        "    j = 0\n"
+        "    while j < n:\n"
+        "        p[i + j] ^= p[k + (j & 3)]\n"
+        "        j += 1\n",
+        _g,
+    )
+    _mask = _g["_mask"]
+except Exception:  # no viper here: keep the Python loop
+    pass
+_g = None
+
+
+def _frame(b, op, n):
+    """Write a FIN frame header and a fresh mask in front of b[14:14+n] and mask the
+    payload in place; return the offset where the frame starts.  Allocates nothing."""
+    if n < 126:
+        i = 8
+        b[9] = 0x80 | n
+    elif n < 0x10000:
+        i = 6
+        b[7] = 0xFE
+        b[8] = n >> 8
+        b[9] = n & 0xFF
+    else:
+        i = 0
+        b[1] = 0xFF
+        for j in range(8):
+            b[9 - j] = (n >> (8 * j)) & 0xFF
+    b[i] = 0x80 | op
+    r = getrandbits(16)  # two 16-bit draws: a 32-bit int is not small on a 32-bit MCU
+    b[10] = r >> 8
+    b[11] = r & 0xFF
+    r = getrandbits(16)
+    b[12] = r >> 8
+    b[13] = r & 0xFF
+    _mask(b, TX_HEADROOM, n, 10)
+    return i
+
+
+def _done():
+    yield
+
+
+# An exhausted generator: awaiting it returns None at once without allocating, which
+# lets send() be a plain function whose fast path creates no coroutine object.
+_DONE = _done()
+for _ in _DONE:
+    pass
+
+
+def quote(s):
+    """Percent-encode `s` (UTF-8) for a path segment; unreserved characters stay."""
+    out = []
+    for c in s.encode():
+        if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or chr(c) in "-._~":
+            out.append(chr(c))
+        else:
+            out.append("%%%02X" % c)
+    return "".join(out)
+
+
+def parse_url(url, cp_id):
+    """-> (is_tls, host, port, path) with `cp_id` appended as the last path segment."""
+    if url.startswith("ws://"):
+        tls, rest, port = False, url[5:], 80
+    elif url.startswith("wss://"):
+        tls, rest, port = True, url[6:], 443
+    else:
+        raise WSError("bad url, want ws:// or wss://: " + url)
+    i = rest.find("/")
+    hp, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
+    if hp.startswith("["):  # IPv6 literal
+        j = hp.find("]")
+        host, hp = hp[1:j], hp[j + 1 :]
+        j = 0 if hp.startswith(":") else -1
+    else:
+        j = hp.find(":")
+        host = hp if j < 0 else hp[:j]
+    if j >= 0:
+        try:
+            port = int(hp[j + 1 :])
+        except ValueError:
+            raise WSError("bad port in url: " + url)
+    if not host:
+        raise WSError("no host in url: " + url)
+    if not path.endswith("/"):
+        path += "/"
+    return tls, host, port, path + quote(cp_id)
+
+
+def basic_auth(user, key):
+    """Authorization header value for OCPP security profile 1/2: the password is the
+    AuthorizationKey's bytes when it is an even-length hex string, else the key as is."""
+    pw = None
+    if len(key) % 2 == 0:
+        try:
+            pw = binascii.unhexlify(key)
+        except ValueError:
+            pass
+    if pw is None:
+        pw = key.encode()
+    return "Basic " + binascii.b2a_base64(user.encode() + b":" + pw).decode().strip()
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept expected for the Sec-WebSocket-Key `key` (bytes)."""
+    return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest()).strip()
+
+
+class WebSocket:
+    """One client connection at a time; the object (and its buffers) is reused across
+    reconnects."""
+
+    def __init__(self, rx_size=4096, tx_size=2048, log=None):
+        self._rb = bytearray(rx_size)
+        self._rv = memoryview(self._rb)
+        self._tb = bytearray(TX_HEADROOM + tx_size)
+        self._tv = memoryview(self._tb)
+        #: where the caller writes the payload of the next message (tx_size bytes)
+        self.tx = self._tv[TX_HEADROOM:]
+        self._cb = bytearray(TX_HEADROOM + _CTRL_MAX)  # outgoing ping / pong / close
+        self._cv = memoryview(self._cb)
+        self._hb = bytearray(10)  # incoming frame header
+        self._h2 = memoryview(self._hb)[:2]
+        self._h16 = memoryview(self._hb)[2:4]
+        self._h64 = memoryview(self._hb)[2:10]
+        self._ib = bytearray(_CTRL_MAX)  # incoming control payload
+        self._iv = memoryview(self._ib)
+        self._code = bytearray(2)  # the status code of our close frame
+        self._log = log
+        #: messages refused (close 1009) because they did not fit the receive buffer
+        self.rx_oversize = 0
+        #: close code the server sent, or None
+        self.close_code = None
+        self._st = None  # asyncio stream, None when closed
+        self._s = None  # the socket under it
+        self._gen = 0  # connection number, so a keepalive task ends with its connection
+        self._busy = False  # a frame is being drained: other writers wait
+        self._lock = asyncio.Lock()  # the queue of writers that had to wait
+        self._reading = False  # a recv() owns the read side of the socket
+        self._close_sent = False
+        self._lingering = False  # close() is reading the server's last frames
+        self._last_rx = 0
+
+    @property
+    def closed(self):
+        return self._st is None
+
+    def _say(self, msg):
+        if self._log:
+            self._log(msg)
+
+    def _abort(self):
+        s = self._s
+        self._s = self._st = None
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    # ---- handshake
+
+    async def connect(self, url, cp_id, *, subprotocol="ocpp1.6", auth_key=None, ssl=None,
+                      timeout_ms=10000):
+        """Open the connection and do the upgrade handshake within `timeout_ms`.
+
+        `url` is ws://host[:port]/path or wss://...; `cp_id` becomes the last path
+        segment.  `auth_key` (str) adds HTTP Basic auth (user = cp_id).  `ssl` is a
+        verifying tls.SSLContext, required for wss.  Raises WSError (refused, bad
+        answer) or OSError (network, timeout) after closing the socket."""
+        self._abort()
+        tls, host, port, path = parse_url(url, cp_id)
+        if tls and ssl is None:
+            raise WSError("wss needs an ssl context (never connecting unverified)")
+        self._gen += 1
+        self.close_code = None
+        self._close_sent = self._busy = False
+        self._say("ws: connecting to %s:%d%s" % (host, port, path))
+        try:
+            await asyncio.wait_for_ms(
+                self._open(host, port, path, cp_id, subprotocol, auth_key, ssl if tls else None),
+                timeout_ms)
+        except asyncio.TimeoutError:
+            self._abort()
+            raise OSError(ETIMEDOUT)
+        except ValueError as e:  # mbedTLS reports a refused certificate this way
+            self._abort()
+            e = WSError("TLS: " + " ".join(str(e).split()))
+            self._say("ws: connect failed: %s" % e)
+            raise e
+        except BaseException as e:
+            self._abort()
+            self._say("ws: connect failed: %r" % (e,))
+            raise
+        self._last_rx = ticks_ms()
+        self._say("ws: connected")
+
+    async def _open(self, host, port, path, cp_id, subprotocol, auth_key, ssl):
+        # Our own socket rather than asyncio.open_connection: the socket is known from
+        # its creation on, so a timeout or error can always close it (no fd leak).
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        s = self._s = socket.socket(ai[0], ai[1], ai[2])
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.args[0] != EINPROGRESS:
+                raise
+        if ssl:
+            # Verification happens in the handshake, which starts with our first write.
+            s = self._s = ssl.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+            s.setblocking(False)
+        st = self._st = asyncio.StreamWriter(s)
+        key = binascii.b2a_base64(os.urandom(16)).strip()
+        hh = host if ":" not in host else "[" + host + "]"
+        if port != (443 if ssl else 80):
+            hh += ":%d" % port
+        req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+               % (path, hh, key.decode()))
+        if subprotocol:
+            req += "Sec-WebSocket-Protocol: %s\r\n" % subprotocol
+        if auth_key:
+            req += "Authorization: %s\r\n" % basic_auth(cp_id, auth_key)
+        st.write((req + "\r\n").encode())  # the write completes the TCP connect (or fails)
+        await st.drain()
+        hdr = await self._response()
+        status = hdr.pop("")
+        if status.split(" ")[1:2] != ["101"]:
+            raise WSError(status)
+        if hdr.get("upgrade", "").lower() != "websocket" or \
+                "upgrade" not in hdr.get("connection", "").lower():
+            raise WSError("not a websocket upgrade: " + status)
+        if hdr.get("sec-websocket-accept", "").encode() != accept_key(key):
+            raise WSError("bad Sec-WebSocket-Accept")
+        if subprotocol and hdr.get("sec-websocket-protocol") != subprotocol:
+            raise WSError("server did not agree to subprotocol " + subprotocol)
+        if "sec-websocket-extensions" in hdr:
+            raise WSError("server chose an extension we did not offer")
+
+    async def _response(self):
+        # Read the response head one byte at a time into the receive buffer so nothing
+        # after the blank line (the server may talk first) is consumed; bounded by it.
+        b = self._rb
+        one = self._h2[:1]
+        n = 0
+        while n < 4 or b[n - 4 : n] != b"\r\n\r\n":
+            if n >= len(b):
+                raise WSError("response header too long")
+            try:
+                await self._read(one)
+            except OSError:
+                raise WSError("connection closed during handshake")
+            b[n] = one[0]
+            n += 1
+        try:
+            lines = str(self._rv[: n - 4], "utf-8").split("\r\n")
+        except UnicodeError:
+            raise WSError("response header is not text")
+        hdr = {"": lines[0].strip()}
+        for ln in lines[1:]:
+            i = ln.find(":")
+            if i > 0:
+                hdr[ln[:i].strip().lower()] = ln[i + 1 :].strip()
+        return hdr
+
+    # ---- sending
+
+    def send(self, n, opcode=1):
+        """Send tx[0:n] as one frame (1 = text, 2 = binary).  Masks tx in place, so the
+        content is gone afterwards.  Returns an awaitable: `await ws.send(n)`, and await
+        it before writing the next message into tx.  Allocates nothing when the socket
+        takes the frame at once.  Raises OSError when the connection is down."""
+        if n > len(self.tx):
+            raise ValueError
+        i = _frame(self._tb, opcode, n)
+        if self._busy or self._lock.locked():
+            return self._queued(self._tv, i, TX_HEADROOM + n)
+        return self._put(self._tv, i, TX_HEADROOM + n)
+
+    def _put(self, mv, i, j):
+        # Called with no other frame in flight.  Hand the socket the whole frame; if it
+        # takes only part, the stream copies the rest and _drain() waits for it.
+        s = self._s
+        if s is None:
+            raise OSError(ENOTCONN)
+        try:
+            r = s.write(mv, i, j - i)
+        except OSError:
+            self._abort()
+            raise
+        if r == j - i:
+            return _DONE
+        st = self._st
+        st.write(mv[i + (r or 0) : j])
+        self._busy = True
+        return self._drain(st)
+
+    async def _drain(self, st):
+        try:
+            await st.drain()
+        except BaseException:  # failed or cancelled with half a frame out: unusable
+            if st is self._st:
+                self._abort()
+            raise
+        finally:
+            self._busy = False
+
+    async def _queued(self, mv, i, j):
+        # Writers that must wait line up on the lock (first come, first served), so a
+        # busy sender cannot starve a ping or a close; the one at the front then waits
+        # for the drain in progress (it ends: it completes or fails on a closed socket).
+        async with self._lock:
+            while self._busy:
+                await asyncio.sleep_ms(_BUSY_POLL_MS)
+            await self._put(mv, i, j)
+
+    async def _ctrl(self, op, src, n):
+        # The payload is copied only once this writer has the socket, so concurrent
+        # control frames (pong from recv, ping from keepalive, close) cannot mix.
+        async with self._lock:
+            while self._busy:
+                await asyncio.sleep_ms(_BUSY_POLL_MS)
+            b = self._cb
+            for k in range(n):
+                b[TX_HEADROOM + k] = src[k]
+            await self._put(self._cv, _frame(b, op, n), TX_HEADROOM + n)
+
+    async def _send_close(self, code):
+        self._close_sent = True
+        c = self._code
+        if code is None:
+            await self._ctrl(8, c, 0)
+        else:
+            c[0] = code >> 8
+            c[1] = code & 0xFF
+            await self._ctrl(8, c, 2)
+
+    async def ping(self):
+        """Send a ping with an empty payload."""
+        await self._ctrl(9, None, 0)
+
+    # ---- receiving
+
+    async def _read(self, mv):
+        # Fill mv completely; EOF and a socket closed under us raise OSError.  Each read
+        # is tried without waiting first: the bytes are often there already (a payload
+        # right behind its header), which saves a trip through the poller.
+        n = len(mv)
+        i = 0
+        while i < n:
+            s = self._s
+            if s is None:
+                raise OSError(ENOTCONN)
+            v = mv[i:] if i else mv
+            r = s.readinto(v)
+            if r is None:
+                r = await self._st.readinto(v)
+            if r == 0:
+                raise OSError(ENOTCONN)
+            if r:
+                i += r
+
+    async def _head(self):
+        # Read one frame header -> (opcode, fin, payload length); self._hb[1] & 0x80
+        # tells whether it was masked.
+        h = self._hb
+        await self._read(self._h2)
+        self._last_rx = ticks_ms()
+        n = h[1] & 0x7F
+        if n == 126:
+            await self._read(self._h16)
+            n = h[2] << 8 | h[3]
+        elif n == 127:
+            await self._read(self._h64)
+            n = 0
+            for k in range(2, 10):
+                n = n << 8 | h[k]
+        return h[0] & 0x0F, h[0] & 0x80, n
+
+    async def recv(self):
+        """Return the next data message as a memoryview into the receive buffer (valid
+        until the next recv), or None once the connection is closed or lost.  Pings are
+        answered, fragments reassembled, protocol errors closed with 1002 and messages
+        larger than rx_size with 1009."""
+        while self._lingering:  # close() reads the socket now; it will be gone shortly
+            await asyncio.sleep_ms(10)
+        if self._st is None:
+            return None
+        self._reading = True
+        try:
+            return await self._recv()
+        except OSError as e:
+            if self._st is not None:
+                self._say("ws: connection lost: %r" % (e,))
+            self._abort()
+            return None
+        finally:
+            self._reading = False
+
+    async def _recv(self):
+        # Reads may all be served without waiting; yield once per message anyway so
+        # a flood from the server cannot starve the other tasks.
+        await asyncio.sleep_ms(0)
+        got = 0
+        msg = 0  # opcode of the message being reassembled, 0 = none
+        while True:
+            op, fin, n = await self._head()
+            h0, h1 = self._hb[0], self._hb[1]
+            err = None
+            if h1 & 0x80:
+                err = "masked frame from server"
+                n += 4
+            elif h0 & 0x70:
+                err = "reserved bits set"
+            elif op >= 8:
+                if not fin or n > _CTRL_MAX:
+                    err = "bad control frame"
+                elif op > 10:
+                    err = "unknown opcode %d" % op
+            elif op == 0:
+                if not msg:
+                    err = "continuation without a message"
+            elif op > 2:
+                err = "unknown opcode %d" % op
+            elif msg:
+                err = "new message inside a fragmented one"
+            if err:
+                self._say("ws: protocol error: " + err)
+                return await self._fail(1002, n)
+            if op >= 8:
+                p = self._iv[:n]
+                await self._read(p)
+                if op == 9:
+                    await self._ctrl(10, p, n)
+                elif op == 8:
+                    if n == 1:
+                        return await self._fail(1002, 0)
+                    return await self._closing(p, n)
+                continue
+            if got + n > len(self._rb):
+                self.rx_oversize += 1
+                self._say("ws: message over %d bytes, closing 1009" % len(self._rb))
+                return await self._fail(1009, n)
+            msg = msg or op
+            if n:
+                await self._read(self._rv[got : got + n])
+                got += n
+            if fin:
+                return self._rv[:got]
+
+    async def _closing(self, p, n):
+        # The server's close: echo it unless it answers ours, then drop the socket.
+        code = p[0] << 8 | p[1] if n >= 2 else None
+        self.close_code = code
+        self._say("ws: server closed (%s)" % code)
+        if not self._close_sent:
+            try:
+                await self._send_close(code)
+            except OSError:
+                pass
+        self._abort()
+        return None
+
+    async def _fail(self, code, skip):
+        # Tell the server why, then let it answer: closing a socket with unread data
+        # turns the FIN into a RST and the server might lose our close frame.
+        try:
+            await self._send_close(code)
+            await asyncio.wait_for_ms(self._linger(skip), _CLOSE_WAIT_MS)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        self._abort()
+        return None
+
+    async def _linger(self, skip):
+        # Discard whatever still comes until the server's close frame (or EOF).
+        b = self._rv
+        while True:
+            while skip:
+                k = min(skip, len(b))
+                await self._read(b[:k])
+                skip -= k
+            op, fin, skip = await self._head()
+            if self._hb[1] & 0x80:
+                skip += 4
+            elif op == 8 and 2 <= skip <= _CTRL_MAX:
+                await self._read(self._iv[:skip])
+                self.close_code = self._ib[0] << 8 | self._ib[1]
+                return
+            elif op == 8:
+                return
+
+    # ---- keepalive and close
+
+    async def keepalive(self, interval_s, timeout_s):
+        """Run for the lifetime of the connection (returns when it closes).  With
+        interval_s > 0: ping after interval_s without receiving anything; if nothing at
+        all arrives within timeout_s (<= 0: interval_s) after that, the link is dead:
+        the socket is closed, so recv() returns None.  Needs a task calling recv()."""
+        gen = self._gen
+        iv = int(interval_s * 1000)
+        to = int((timeout_s if timeout_s > 0 else interval_s) * 1000)
+        while self._st is not None and self._gen == gen:
+            if iv <= 0:
+                await asyncio.sleep_ms(1000)
+                continue
+            idle = ticks_diff(ticks_ms(), self._last_rx)
+            if idle < iv:
+                await asyncio.sleep_ms(min(iv - idle, 1000))
+                continue
+            t0 = ticks_ms()
+            try:  # a link whose send buffer stays full cannot even take the ping
+                await asyncio.wait_for_ms(self.ping(), to)
+            except asyncio.TimeoutError:
+                pass
+            except OSError:
+                continue  # the link is already gone; the loop condition ends us
+            t1 = ticks_ms()
+            while self._st is not None and self._gen == gen and \
+                    ticks_diff(self._last_rx, t0) < 0:
+                left = to - ticks_diff(ticks_ms(), t1)
+                if left <= 0:
+                    self._say("ws: no answer to ping within %ds, dropping the link"
+                              % (to // 1000))
+                    if self._gen == gen:
+                        self._abort()
+                    return
+                await asyncio.sleep_ms(min(left, 200))
+
+    async def close(self, code=1000):
+        """Close handshake: send close(code), wait up to 1 s for the server's close,
+        then close the socket.  Idempotent; never raises for a dead link."""
+        if self._st is None:
+            return
+        gen = self._gen
+        try:
+            if not self._close_sent:
+                await self._send_close(code)
+            if self._reading:
+                # recv() owns the read side; it drops the socket when the answer comes.
+                t0 = ticks_ms()
+                while self._st is not None and ticks_diff(ticks_ms(), t0) < _CLOSE_WAIT_MS:
+                    await asyncio.sleep_ms(10)
+            else:
+                self._lingering = True
+                await asyncio.wait_for_ms(self._linger(0), _CLOSE_WAIT_MS)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            self._lingering = False
+        if self._gen == gen:
+            self._abort()

@@ -1,0 +1,107 @@
+"""Boot sequence of the simulated charger against tools/csms (OCTT TC_001/TC_002 style)."""
+import time
+
+
+def _wait_calls(csms, action, count, cp="CP1", timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        calls = csms.calls(action, cp=cp)
+        if len(calls) >= count:
+            return calls
+        time.sleep(0.05)
+    raise AssertionError("expected %d %s, got %d; log:\n%s"
+                         % (count, action, len(csms.calls(action, cp=cp)), csms.log_text()[-3000:]))
+
+
+def _call_times(csms, action, cp="CP1"):
+    return [e["t"] for e in csms.events("recv", cp=cp)
+            if e["frame"][0] == 2 and e["frame"][2] == action]
+
+
+def test_boot_pending_then_accepted_statuses_and_heartbeat(start_csms, start_sim):
+    csms = start_csms("--boot", "pending", "--heartbeat", "1")
+    sim = start_sim(csms.url, connectors=2)
+    first = _wait_calls(csms, "BootNotification", 1)[0]
+    p = first[3]
+    assert p["chargePointVendor"] and p["chargePointModel"]
+    assert len(p["chargePointVendor"]) <= 20 and len(p["chargePointModel"]) <= 20
+    # While Pending the charger re-sends Boot after the interval and sends nothing else.
+    _wait_calls(csms, "BootNotification", 2, timeout=10)
+    assert [c[2] for c in csms.calls(cp="CP1")] == ["BootNotification"] * 2
+    csms.cmd("boot accepted 2")
+    _wait_calls(csms, "StatusNotification", 3, timeout=15)
+    actions = [c[2] for c in csms.calls(cp="CP1")]
+    boots = [i for i, a in enumerate(actions) if a == "BootNotification"]
+    assert all(a == "BootNotification" for a in actions[:boots[-1] + 1])
+    status = [c[3] for c in csms.calls("StatusNotification", cp="CP1")]
+    assert sorted(s["connectorId"] for s in status[:3]) == [0, 1, 2]
+    assert all(s["status"] == "Available" and s["errorCode"] == "NoError" for s in status[:3])
+    assert all(s["timestamp"].endswith("Z") and not s["timestamp"].startswith("19")
+               for s in status[:3])
+    # Heartbeats at the interval from BootNotification.conf (2 s).
+    _wait_calls(csms, "Heartbeat", 3, timeout=15)
+    t = _call_times(csms, "Heartbeat")
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    assert all(1.5 <= g <= 3.0 for g in gaps), gaps
+    assert csms.invalid() == []
+    assert sim.alive()
+
+
+def test_boot_rejected_waits_for_interval(start_csms, start_sim):
+    csms = start_csms("--boot", "rejected", "--heartbeat", "2")
+    start_sim(csms.url)
+    _wait_calls(csms, "BootNotification", 2, timeout=10)
+    t = _call_times(csms, "BootNotification")
+    assert t[1] - t[0] >= 1.8, t
+    assert {c[2] for c in csms.calls(cp="CP1")} == {"BootNotification"}
+    csms.cmd("boot accepted 30")
+    _wait_calls(csms, "StatusNotification", 2, timeout=10)
+    assert csms.invalid() == []
+
+
+def test_reconnect_after_server_drops(start_csms, start_sim):
+    csms = start_csms("--heartbeat", "30")
+    sim = start_sim(csms.url)
+    _wait_calls(csms, "StatusNotification", 2)
+    assert len(csms.events("connect", cp="CP1")) == 1
+    csms.cmd("drop CP1")
+    csms.wait(lambda e: e["ev"] == "connect" and e["cp"] == "CP1"
+              and len(csms.events("connect", cp="CP1")) >= 2, timeout=20)
+    # An abrupt TCP reset is survived too.
+    csms.cmd("drop CP1 abort")
+    csms.wait(lambda e: e["ev"] == "connect" and len(csms.events("connect", cp="CP1")) >= 3,
+              timeout=20)
+    # Registered already: a reconnect is not a reboot, no second BootNotification.
+    assert len(csms.calls("BootNotification", cp="CP1")) == 1
+    # The link is usable after reconnecting: a CS-initiated call is answered.
+    r = csms.cmd('call CP1 Heartbeat {}', timeout=20)
+    assert "reply" == r["ev"]
+    assert sim.alive()
+
+
+def test_sim_accepts_every_documented_command(start_csms, start_sim):
+    csms = start_csms("--heartbeat", "30")
+    sim = start_sim(csms.url, connectors=2)
+    _wait_calls(csms, "StatusNotification", 3)
+    n0 = len(sim.lines)
+    for cmd, expect in (("plug 1", r"connector 1 plugged"),
+                        ("swipe 1 TAG1", r"card TAG1 at connector 1"),
+                        ("power 1 11000", r"connector 1 draws 11000 W"),
+                        ("pulses 2 500", r"500 pulses on connector 2, register 500 Wh"),
+                        ("stop 1 EmergencyStop", r"stop button on connector 1 \(EmergencyStop\)"),
+                        ("stop 2", r"stop button on connector 2 \(Local\)"),
+                        ("unplug 1", r"connector 1 unplugged")):
+        sim.send(cmd)
+        sim.wait_line(expect, start=n0, timeout=10)
+    sim.send("frobnicate 7")
+    sim.wait_line(r"unknown command 'frobnicate 7'.*commands: plug N", start=n0, timeout=10)
+    sim.send("plug 9")
+    sim.wait_line(r"bad command 'plug 9': no connector 9", start=n0, timeout=10)
+    # Still alive and talking: plug produces a StatusNotification after the bad commands.
+    k = len(csms.calls("StatusNotification", cp="CP1"))
+    sim.send("plug 2")
+    _wait_calls(csms, "StatusNotification", k + 1)
+    assert csms.calls("StatusNotification", cp="CP1")[-1][3]["status"] == "Preparing"
+    sim.send("quit")
+    sim.proc.wait(timeout=10)
+    assert sim.proc.returncode == 0

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""`make bench`: figures measured on the MicroPython unix port.
+
+- heap bytes allocated per steady-state message cycle (encode, send, receive the
+  CALLRESULT, dispatch), against tools/csms on loopback; target < 512 B per cycle.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from csmsctl import Csms  # noqa: E402
+from helpers import micropython, mp_env  # noqa: E402
+
+
+def alloc_cycle():
+    with Csms("--heartbeat", "3600", "--ping-interval", "0") as cs:
+        p = subprocess.run([micropython(), "-X", "heapsize=112wK",
+                            str(ROOT / "tools" / "bench" / "alloc_cycle.py"), cs.url],
+                           env=mp_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=300)
+    rows = [l.split()[1:] for l in p.stdout.splitlines() if l.startswith("BENCH ")]
+    if p.returncode or not rows:
+        print(p.stdout)
+        raise SystemExit("bench: alloc_cycle failed")
+    print("Steady-state message cycle (encode, mask, send, CALLRESULT, parse, dispatch),")
+    print("MicroPython %s unix port, 64-bit (GC blocks of 32 B; an ESP32 uses 16 B):"
+          % "1.25")
+    print("  %-20s %16s %14s" % ("message", "bytes/cycle", "us/cycle"))
+    worst = 0
+    for name, b, us in rows:
+        b = int(b.split("=")[1])
+        worst = max(worst, b)
+        print("  %-20s %16d %14s" % (name, b, us.split("=")[1]))
+    print("  target: < 512 bytes per cycle -> %s" % ("met" if worst < 512 else "NOT MET"))
+
+
+if __name__ == "__main__":
+    alloc_cycle()
