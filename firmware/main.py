@@ -61,7 +61,8 @@ def boot_once(opts):
     ssl = None
     if cfg.get("CentralSystemUrl").startswith("wss:"):
         ssl = tls_context(opts.get("ca", state + "/ca.der"), print)
-    cp = ChargePoint(b, cfg, WebSocket(), state, ssl=ssl)
+    # Transmit buffer sized for a full GetConfiguration answer (about 3.3 KB with every key).
+    cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=4096), state, ssl=ssl)
     asyncio.new_event_loop()
     return asyncio.run(App(cp, b).run())
 

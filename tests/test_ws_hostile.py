@@ -319,6 +319,12 @@ class Server:
         await asyncio.sleep(1.0)
         await self.echo(r, w, c, data=False)
 
+    async def case_blackhole(self, r, w, c):
+        # answers the upgrade, then neither reads nor writes: the client's writes block
+        self.upgrade(w, c)
+        await w.drain()
+        await asyncio.sleep(15)
+
     async def case_silent(self, r, w, c):
         while await r.read(4096):
             pass
@@ -580,6 +586,22 @@ def test_keepalive_detects_a_dead_link(server):
     assert len(server.conn("/mute/").ops(9)) == 1
     assert_good_after(evs, "dead")
     assert time.monotonic() - t < 30
+
+
+def test_keepalive_detects_a_dead_link_with_full_buffers(server):
+    # The peer reads nothing: a big send blocks, and the ping cannot even be sent.
+    # keepalive still drops the link, which also ends the blocked send with an error.
+    url = "ws://127.0.0.1:%d/blackhole/" % server.small_port
+    evs = run_client(server, [{"do": "connect", "url": url, "sndbuf": 4096},
+                              {"do": "keepalive", "interval": 1, "timeout": 1},
+                              {"do": "flood", "count": 500, "len": 2000},
+                              {"do": "gone", "ms": 8000}] + then_good("bh"))
+    f = only(evs, "flood")[0]
+    assert 0 < f["sent"] < 500 and "err" in f, f
+    g = only(evs, "gone")[0]
+    assert g["closed"] and g["ms"] <= 5000, g
+    assert any("could not send a ping" in e.get("msg", "") for e in only(evs, "log"))
+    assert_good_after(evs, "bh")
 
 
 def test_basic_auth_header_as_the_server_sees_it(server):

@@ -177,11 +177,20 @@ class Rpc:
             w.raw(b'[3,')
             w.str(uid)
             w.byte(44)
-            w.value(payload)
-            w.raw(b"]")
-            await self._send()
+            try:
+                w.value(payload)
+                w.raw(b"]")
+            except ValueError:
+                too_big = True
+            else:
+                too_big = False
+                await self._send()
         finally:
             self._lock.release()
+        if too_big:
+            # The answer does not fit the transmit buffer: say so rather than go silent.
+            self.log("rpc: answer to %s does not fit the transmit buffer" % uid)
+            await self._error(uid, "GenericError", "response too large for the charger")
 
     async def _error(self, uid, code, description=""):
         self.errors_sent += 1

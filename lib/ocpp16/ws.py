@@ -70,7 +70,7 @@ try:
     _mask = _g["_mask"]
 except Exception:  # no viper here: keep the Python loop
     pass
-_g = None
+del _g
 
 
 def _frame(b, op, n):
@@ -577,7 +577,7 @@ class WebSocket:
             try:  # a link whose send buffer stays full cannot even take the ping
                 await asyncio.wait_for_ms(self.ping(), to)
             except asyncio.TimeoutError:
-                pass
+                return self._dead(gen, "could not send a ping")
             except OSError:
                 continue  # the link is already gone; the loop condition ends us
             t1 = ticks_ms()
@@ -585,12 +585,13 @@ class WebSocket:
                     ticks_diff(self._last_rx, t0) < 0:
                 left = to - ticks_diff(ticks_ms(), t1)
                 if left <= 0:
-                    self._say("ws: no answer to ping within %ds, dropping the link"
-                              % (to // 1000))
-                    if self._gen == gen:
-                        self._abort()
-                    return
+                    return self._dead(gen, "no answer to ping")
                 await asyncio.sleep_ms(min(left, 200))
+
+    def _dead(self, gen, why):
+        if self._gen == gen and self._st is not None:
+            self._say("ws: %s, dropping the link" % why)
+            self._abort()
 
     async def close(self, code=1000):
         """Close handshake: send close(code), wait up to 1 s for the server's close,

@@ -145,3 +145,13 @@ async def test_error_codes_for_bad_input():
     assert not ok and out == []
     ok, out = await _serve_one(h, '[7,"z",{}]')                     # unknown type: ignored
     assert ok and out == []
+
+
+async def test_answer_too_big_becomes_callerror():
+    def huge(ctx, p):
+        return {"data": "x" * 5000}
+    ws = FakeWS(tx_size=1024)
+    r = rpc.Rpc(ws, {"Big": huge}, log=lambda s: None, trace=False)
+    r.connected()
+    assert await r.handle(memoryview(b'[2,"q","Big",{}]'))
+    assert [json.loads(f)[:3] for f in ws.sent] == [[4, "q", "GenericError"]]

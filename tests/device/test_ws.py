@@ -100,14 +100,18 @@ def test_mask_is_native_when_viper_exists():
         exec("@micropython.viper\ndef f(x: int) -> int:\n    return x\n", {"micropython": micropython})
     except Exception:
         return  # no native emitter: the Python fallback is expected
-    b = bytearray(2048)
     import time
-    t = time.ticks_us()
-    ws._mask(b, 14, 2000, 10)
-    fast = time.ticks_diff(time.ticks_us(), t)
-    t = time.ticks_us()
-    _ref_mask(b, 14, 2000, 10)
-    slow = time.ticks_diff(time.ticks_us(), t)
+    b = bytearray(2048)
+
+    def best(f):  # the fastest of a few runs, so a stray context switch does not count
+        t = 1 << 30
+        for _ in range(5):
+            t0 = time.ticks_us()
+            f(b, 14, 2000, 10)
+            t = min(t, time.ticks_diff(time.ticks_us(), t0))
+        return t
+
+    fast, slow = best(ws._mask), best(_ref_mask)
     assert fast * 4 < slow, (fast, slow)
 
 
