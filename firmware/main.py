@@ -69,6 +69,10 @@ def boot_once(opts):
 
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
+    # asyncio imports its submodules on first use; load them now, at the bottom of the
+    # heap, so objects that live forever are not scattered through it (fragmentation).
+    for name in ("StreamReader", "Lock", "Event", "ThreadSafeFlag", "wait_for_ms"):
+        getattr(asyncio, name)
     while True:
         code = boot_once(opts)
         if code != 75:     # chargepoint.REBOOT
@@ -76,13 +80,16 @@ def main(argv=None):
         if hasattr(sys, "platform") and sys.platform != "linux":
             import machine
             machine.reset()
-        # Simulator: forget every module and all RAM state, then boot again.
+        # Simulator: forget every module and all RAM state, then boot again.  A fresh
+        # event loop drops the old tasks, and with them the old objects.
+        asyncio.new_event_loop()
         for name in list(sys.modules):
             if name.startswith("ocpp16") or name in ("board", "app"):
                 del sys.modules[name]
         import gc
         gc.collect()
-        print("sim: ---- reboot ----")
+        print("sim: ---- reboot ---- (heap: %d bytes used, %d free)"
+              % (gc.mem_alloc(), gc.mem_free()))
 
 
 main()

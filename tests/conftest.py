@@ -135,3 +135,5 @@ def start_sim(tmp_path):
     yield start
     for s in started:
         s.stop()
+        # Shown by pytest only when the test failed.
+        print("---- simulator %s, last lines ----\n%s" % (s.cp_id, s.tail(60)))

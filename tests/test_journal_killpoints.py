@@ -170,8 +170,8 @@ def _sweep(tmp, mode, seed, nops, points=None, tear=False, kill2=None):
 
 
 def test_killpoints_posix(tmp_path):
-    total, n, _ = _sweep(tmp_path, "posix", 1, 45)
-    assert n >= 80, (total, n)
+    total, n, _ = _sweep(tmp_path, "posix", 1, 60)
+    assert n >= 100, (total, n)
 
 
 def test_killpoints_littlefs(tmp_path):

@@ -6,6 +6,7 @@ cable plug, an RFID reader and the relay.  It is driven by commands on stdin, on
 line (see HELP).  `--state DIR` is the simulated flash.
 """
 import sys
+import json
 import asyncio
 from time import ticks_ms, ticks_diff
 
@@ -31,6 +32,15 @@ class Board:
         self.plugged = [False] * n
         self.app = None
         self._t0 = ticks_ms()
+        # The physical world survives a reboot or power cut: a plugged cable stays plugged.
+        self._hw = state + "/sim-hardware.json"
+        try:
+            with open(self._hw) as f:
+                saved = json.loads(f.read())
+            for i in range(min(n, len(saved))):
+                self.plugged[i] = bool(saved[i])
+        except (OSError, ValueError):
+            pass
 
     # -- what the firmware reads ----------------------------------------------------------
     def identity(self):
@@ -72,6 +82,10 @@ class Board:
                     self.pulses[n] += whole
                     self._frac[n] = f - whole
 
+    def _save_hw(self):
+        with open(self._hw, "w") as f:
+            f.write(json.dumps(self.plugged))
+
     def _conn(self, arg):
         n = int(arg)
         if not 1 <= n <= self.connectors:
@@ -90,11 +104,13 @@ class Board:
             elif c == "plug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = True
+                self._save_hw()
                 self.log("sim: connector %d plugged" % n)
                 self.app.plugged(n, True)
             elif c == "unplug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = False
+                self._save_hw()
                 self.log("sim: connector %d unplugged" % n)
                 self.app.plugged(n, False)
             elif c == "swipe" and len(w) == 3:

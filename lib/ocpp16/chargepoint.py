@@ -113,6 +113,8 @@ class ChargePoint:
         for i in range(n + 1):
             if self.unavailable(i):
                 self.status[i] = UNAVAILABLE
+            elif i and self.sessions.plugged[i]:
+                self.status[i] = PREPARING
         cfg.on_change(self._config_changed)
 
     # -- application API ------------------------------------------------------------------
@@ -368,7 +370,9 @@ class ChargePoint:
                     ticks_diff(ticks_ms(), t0) < _SOFT_RESET_WAIT_MS:
                 await asyncio.sleep_ms(100)
         elif running:
-            # Hard: restart at once; the next boot closes them with reason HardReset.
+            # Hard: restart at once; the next boot closes them with reason HardReset,
+            # from the registers saved now.
+            self.meter.save(self.tx._stamp())
             self.tx.note_reboot(reason)
         self._reset = None
         self.log("reset: %s reset, restarting" % typ)

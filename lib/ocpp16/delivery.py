@@ -74,7 +74,13 @@ class Delivery:
         if rec is None:
             return
         seq, kind, tx, attempts, flags = rec
-        n = j.read(seq, self._buf)
+        try:
+            n = j.read(seq, self._buf)
+        except (OSError, KeyError, ValueError) as e:
+            # The journal moved a damaged record aside (bad/); the rest of the queue goes on.
+            cp.log("delivery: record %d unreadable (%r), skipped" % (seq, e))
+            j.remove(seq)
+            return
         out = await cp.rpc.call(_ACTIONS[kind], self._encode, (kind, tx, n))
         if out == rpc.OFFLINE:
             return

@@ -305,6 +305,7 @@ class Journal:
             except (OSError, MemoryError) as e:
                 # Unreadable (a directory, an I/O error): left alone, its name never reused.
                 self.log("journal: q/%s: unreadable, left alone: %r" % (name, e))
+                keep.append(name)
                 if first + 1 > top:
                     top = first + 1
                 continue

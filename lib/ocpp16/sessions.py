@@ -10,17 +10,22 @@ from time import ticks_ms, ticks_diff, ticks_add
 from ocpp16 import chargepoint as C
 from ocpp16 import meter as mt
 
+# While a transaction runs, registers are saved at least this often, so a power cut loses
+# at most this much metering (one small file write per minute).
+_SAVE_MS = 60000
+
 
 class Sessions:
     def __init__(self, cp):
         self.cp = cp
         n = cp.connectors + 1
-        self.plugged = [False] * n
+        # The cable may already be plugged in at boot (after a reset or power cut).
+        self.plugged = [i > 0 and cp.board.is_plugged(i) for i in range(n)]
         self.authorized = [None] * n     # [tag, parent] authorised, waiting for the plug
         self._auth_deadline = [0] * n
         self._next_sample = [0] * n      # ticks_ms of the next periodic sample per connector
         self._next_aligned = 0           # unix time of the next clock-aligned boundary
-        self.pending_auth = {}           # tag -> connector, Authorize in flight
+        self._saved_at = ticks_ms()
 
     # -- helpers --------------------------------------------------------------------------
     def _tx(self, n):
@@ -200,6 +205,10 @@ class Sessions:
                 if ticks_diff(now, self._next_sample[n]) >= 0:  # fell behind: realign
                     self._next_sample[n] = ticks_add(now, interval * 1000)
                 cp.tx.sample(n, mt.PERIODIC)
+        if ticks_diff(now, self._saved_at) >= _SAVE_MS:
+            self._saved_at = now
+            if any(tx is not None for tx in cp.tx.active):
+                cp.meter.save(cp.tx._stamp())
         aligned = cp.cfg.get("ClockAlignedDataInterval")
         t = cp.clock.now()
         if aligned and t:
