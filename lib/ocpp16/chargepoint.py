@@ -83,7 +83,9 @@ class ChargePoint:
         self.error_code = [b"NoError"] * (n + 1)
         self.status_info = [None] * (n + 1)
         self.status_time = [0] * (n + 1)
+        self._changed_ms = [0] * (n + 1)      # ticks_ms of the last change (MinimumStatusDuration)
         self.reported = [-1] * (n + 1)        # last status the central system accepted
+        self._reported_error = [b"NoError"] * (n + 1)
         raw = store.read(state + "/availability.json")
         self.inoperative = json.loads(raw) if raw else [False] * (n + 1)
         if len(self.inoperative) != n + 1:
@@ -126,7 +128,7 @@ class ChargePoint:
         self.error_code[n] = error
         self.status_info[n] = info
         self.status_time[n] = self.clock.now() or 0
-        self.reported[n] = -1
+        self._changed_ms[n] = ticks_ms()
         self._wake.set()
 
     def plugged(self, n, yes):
@@ -382,7 +384,8 @@ class ChargePoint:
         now = ticks_ms()
         if not self.registered:
             return ticks_diff(now, self._boot_at) >= 0
-        return self.delivery.due() or ticks_diff(now, self._hb_at) >= 0 or bool(self._requests)
+        return self.delivery.due() or ticks_diff(now, self._hb_at) >= 0 or bool(self._requests) \
+            or self._unreported() >= 0
 
     async def _sender(self):
         while True:
@@ -412,8 +415,14 @@ class ChargePoint:
                 await self._wake.wait()
 
     def _unreported(self):
+        # A state must last MinimumStatusDuration before it is reported; one that changes
+        # sooner is never sent (after an offline period, only the current state goes).
+        hold = self.cfg.get("MinimumStatusDuration") * 1000
+        now = ticks_ms()
         for n in range(self.connectors + 1):
-            if self.reported[n] != self.status[n]:
+            if (self.reported[n] != self.status[n]
+                    or self._reported_error[n] != self.error_code[n]) and \
+                    (not hold or ticks_diff(now, self._changed_ms[n]) >= hold):
                 return n
         return -1
 
@@ -462,6 +471,7 @@ class ChargePoint:
 
     async def _send_status(self, n):
         sent = self.status[n]
+        err = self.error_code[n]
         if not self.status_time[n]:
             self.status_time[n] = self.clock.now() or 0
         out = await self.rpc.call(messages.STATUS, messages.status, (self, n))
@@ -469,8 +479,8 @@ class ChargePoint:
             # A CALLERROR will not get better by repeating the same state; log and move on.
             if out == rpc.CALLERROR:
                 self.log("status: connector %d refused: %s" % (n, self.rpc.error_code))
-            if self.status[n] == sent:
-                self.reported[n] = sent
+            self.reported[n] = sent
+            self._reported_error[n] = err
 
     async def _send_heartbeat(self):
         out = await self.rpc.call(messages.HEARTBEAT, messages.heartbeat)
@@ -485,7 +495,33 @@ class ChargePoint:
             self._wake.set()
         elif name == "MessageTimeout":
             self.rpc.timeout_ms = value * 1000
+        elif name in ("ReconnectMinSeconds", "ReconnectMaxSeconds"):
+            self._backoff = Backoff(self.cfg.get("ReconnectMinSeconds") * 1000,
+                                    self.cfg.get("ReconnectMaxSeconds") * 1000)
 
 
 def _encode_value(w, payload):
     w.value(payload)
+
+
+class Answer:
+    """An awaitable for the central system's answer, usable as an on_result callback.
+
+        a = Answer()
+        if cp.stop_transaction(1, "Local", on_result=a) == QUEUED:
+            outcome, payload = await a.wait()   # rpc.RESULT and StopTransaction.conf
+    """
+
+    def __init__(self):
+        self._ev = asyncio.Event()
+        self.outcome = None
+        self.payload = None
+
+    def __call__(self, outcome, payload):
+        self.outcome = outcome
+        self.payload = payload
+        self._ev.set()
+
+    async def wait(self):
+        await self._ev.wait()
+        return self.outcome, self.payload

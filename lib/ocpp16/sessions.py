@@ -99,6 +99,8 @@ class Sessions:
         if tx is not None:
             if cp.cfg.get("StopTransactionOnEVSideDisconnect"):
                 self.stop(n, "EVDisconnected")
+                if cp.cfg.get("UnlockConnectorOnEVSideDisconnect") and hasattr(cp.board, "unlock"):
+                    cp.board.unlock(n)
                 cp.set_status(n, self._available_state(n))
             else:
                 cp.board.relay(n, False)
@@ -153,8 +155,8 @@ class Sessions:
     def _charging_state(self, n):
         cp = self.cp
         tx = self._tx(n)
-        allowed = tx is not None and tx.get("auth") == "Accepted" and self.plugged[n] \
-            and not cp.unavailable(n)
+        allowed = tx is not None and (tx.get("auth") == "Accepted" or "cap" in tx) \
+            and self.plugged[n] and not cp.unavailable(n)
         cp.board.relay(n, allowed)
         if tx is None:
             return
@@ -187,8 +189,13 @@ class Sessions:
         tx["auth"] = status
         if cp.cfg.get("StopTransactionOnInvalidId"):
             self.stop(n, "DeAuthorized")
-        else:
-            self._charging_state(n)    # energy stops; the transaction goes on (SuspendedEVSE)
+            return
+        allowance = cp.cfg.get("MaxEnergyOnInvalidId")
+        if allowance:
+            # Energy may still flow up to MaxEnergyOnInvalidId Wh, then it stops.
+            tx["cap"] = cp.meter.register(n) + allowance
+            return
+        self._charging_state(n)    # energy stops; the transaction goes on (SuspendedEVSE)
 
     # -- timers ---------------------------------------------------------------------------
     def tick(self):
@@ -200,7 +207,12 @@ class Sessions:
             if self.authorized[n] is not None and ticks_diff(now, self._auth_deadline[n]) >= 0:
                 cp.log("session: connector %d not plugged within ConnectionTimeOut" % n)
                 self._idle(n)
-            if interval and self._tx(n) is not None and ticks_diff(now, self._next_sample[n]) >= 0:
+            tx = self._tx(n)
+            if tx is not None and "cap" in tx and cp.meter.register(n) >= tx["cap"]:
+                cp.log("session: MaxEnergyOnInvalidId reached on connector %d" % n)
+                del tx["cap"]
+                self._charging_state(n)
+            if interval and tx is not None and ticks_diff(now, self._next_sample[n]) >= 0:
                 self._next_sample[n] = ticks_add(self._next_sample[n], interval * 1000)
                 if ticks_diff(now, self._next_sample[n]) >= 0:  # fell behind: realign
                     self._next_sample[n] = ticks_add(now, interval * 1000)

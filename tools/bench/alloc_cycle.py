@@ -8,7 +8,7 @@ from ocpp16.ws import WebSocket
 from ocpp16 import rpc, messages
 from ocpp16.clock import write_iso
 
-N = 200
+N = 50
 
 
 class _Fake:
