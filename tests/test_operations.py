@@ -1,4 +1,6 @@
 """Central-system operations: Reset, UnlockConnector, ChangeAvailability (OCTT Core)."""
+import time
+
 from ocpp_steps import booted, next_call, Watch, wait_status, wait_calls
 
 
@@ -73,3 +75,38 @@ def test_change_availability_during_transaction_is_scheduled_and_persisted(start
     assert r["result"]["status"] == "Accepted"
     wait_status(csms, 1, "Preparing")     # the cable is still plugged in
     assert csms.invalid() == []
+
+
+def test_application_reboot_stops_with_reason_reboot(start_csms, start_sim):
+    csms, sim = booted(start_csms, start_sim)
+    _charging(csms, sim)
+    w = Watch(csms).mark("StopTransaction", "BootNotification")
+    sim.send("reboot")
+    assert w.wait("StopTransaction")[0][3]["reason"] == "Reboot"
+    w.wait("BootNotification", timeout=30)
+
+
+def test_max_energy_on_invalid_id(start_csms, start_sim):
+    # StopTransactionOnInvalidId=false with MaxEnergyOnInvalidId: energy flows up to the cap.
+    csms, sim = booted(start_csms, start_sim, "--deny", "GONE", config=[
+        ("AuthorizeRemoteTxRequests", "false"), ("StopTransactionOnInvalidId", "false"),
+        ("MaxEnergyOnInvalidId", "100")])
+    sim.send("plug 1")
+    csms.call("CP1", "RemoteStartTransaction", {"idTag": "GONE", "connectorId": 1})
+    next_call(csms, "StartTransaction")
+    sim.wait_line(r"relay 1 closed")
+    time.sleep(1)
+    assert not any("relay 1 open" in l for l in sim.lines)   # still within the allowance
+    sim.send("pulses 1 150")
+    sim.wait_line(r"MaxEnergyOnInvalidId reached on connector 1")
+    sim.wait_line(r"relay 1 open")
+    wait_status(csms, 1, "SuspendedEVSE")
+    assert csms.calls("StopTransaction", cp="CP1") == []
+
+
+def test_unlock_on_ev_side_disconnect(start_csms, start_sim):
+    csms, sim = booted(start_csms, start_sim)
+    _charging(csms, sim)
+    sim.send("unplug 1")
+    assert next_call(csms, "StopTransaction")["reason"] == "EVDisconnected"
+    sim.wait_line(r"connector 1 unlocked")

@@ -11,7 +11,7 @@ import asyncio
 from time import ticks_ms, ticks_diff
 
 HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
-        "pulses N COUNT | quit")
+        "pulses N COUNT | reboot | quit")
 
 _METER_TICK_MS = 100
 
@@ -101,6 +101,9 @@ class Board:
         try:
             if c == "quit":
                 return False
+            elif c == "reboot" and len(w) == 1:
+                self.log("sim: reboot requested by the application")
+                self.app.cp.reboot()
             elif c == "plug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = True

@@ -158,8 +158,11 @@ class ChargePoint:
             self._tx_callbacks[(journal.START, self.tx.active[n]["tx"])] = on_result
         return QUEUED
 
-    def stop_transaction(self, n, reason="Local", id_tag=None, on_result=None):
+    def stop_transaction(self, n, reason="Local", id_tag=None, on_result=None, meter_stop=None):
         """Stop connector n's transaction with `reason` (one of the 11 OCPP reasons).
+
+        id_tag: the tag that stopped it (default: the tag that started it); meter_stop: the
+        application's own final reading in Wh (default: the connector's meter register).
 
         Returns QUEUED (StopTransaction is on flash) or NO_TRANSACTION / BAD_CONNECTOR.
         on_result(outcome, payload) receives StopTransaction.conf (idTagInfo) later.
@@ -173,7 +176,7 @@ class ChargePoint:
         if reason not in REASONS:
             raise ValueError("reason")
         local = tx["tx"]
-        self.sessions.stop(n, reason, id_tag)
+        self.sessions.stop(n, reason, id_tag, meter_stop)
         if on_result:
             self._tx_callbacks[(journal.STOP, local)] = on_result
         return QUEUED
@@ -280,6 +283,11 @@ class ChargePoint:
                 elif self.status[i] == UNAVAILABLE:
                     self.set_status(i, PREPARING if i and self.sessions.plugged[i] else AVAILABLE)
 
+    def reboot(self):
+        """Restart the charger on purpose (e.g. after a firmware update): running
+        transactions are stopped with reason Reboot first, like a soft reset."""
+        self._reset = ("Reboot", ticks_ms())
+
     def schedule_reset(self, typ):
         self._reset = (typ, ticks_add(ticks_ms(), 500))
 
@@ -361,9 +369,9 @@ class ChargePoint:
 
     async def _do_reset(self):
         typ = self._reset[0]
-        reason = "SoftReset" if typ == "Soft" else "HardReset"
+        reason = {"Soft": "SoftReset", "Hard": "HardReset"}.get(typ, typ)
         running = [n for n in range(1, self.connectors + 1) if self.tx.active[n] is not None]
-        if typ == "Soft":
+        if typ != "Hard":
             for n in running:
                 self.sessions.stop(n, reason)
             # Give the Stops a moment to be delivered; they are on flash either way.

@@ -167,13 +167,13 @@ class Sessions:
         else:
             cp.set_status(n, C.CHARGING)
 
-    def stop(self, n, reason, tag=None):
+    def stop(self, n, reason, tag=None, meter_stop=None):
         """Stop connector n's transaction (relay opens first); False if none ran."""
         cp = self.cp
         if self._tx(n) is None:
             return False
         cp.board.relay(n, False)
-        cp.tx.end(n, reason, tag)
+        cp.tx.end(n, reason, tag, meter_stop)
         if self.plugged[n]:
             cp.set_status(n, C.FINISHING)
         else:

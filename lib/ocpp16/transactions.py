@@ -132,14 +132,19 @@ class Transactions:
             cp.meter.save(st)
 
     # -- stop -----------------------------------------------------------------------------
-    def end(self, n, reason, tag=None):
-        """Stop the transaction on connector n: journals StopTransaction. Returns local or 0."""
+    def end(self, n, reason, tag=None, meter_stop=None):
+        """Stop the transaction on connector n: journals StopTransaction. Returns local or 0.
+
+        meter_stop: the application's own reading (Wh); default the connector's register.
+        """
         tx = self.active[n]
         if tx is None:
             return 0
         cp = self.cp
         st = self._stamp()
-        self._journal_stop(n, tx, reason, tag, cp.meter.register(n), st)
+        if meter_stop is None:
+            meter_stop = cp.meter.register(n)
+        self._journal_stop(n, tx, reason, tag, meter_stop, st)
         cp.meter.save(st)
         store.remove(self.dir + "/%d" % n)
         self.active[n] = None

@@ -127,12 +127,12 @@ async def test_start_and_stop_answers_reported_back():
             break
         await asyncio.sleep_ms(5)
     assert got == [(rpc.RESULT, {"transactionId": 77, "idTagInfo": {"status": "Accepted"}})]
-    assert cp.stop_transaction(1, "EmergencyStop", on_result=a) == C.QUEUED
+    assert cp.stop_transaction(1, "EmergencyStop", on_result=a, meter_stop=4400) == C.QUEUED
     assert not b.relays[1]
     outcome, payload = await a.wait()
     assert outcome == rpc.RESULT and payload["idTagInfo"]["parentIdTag"] == "P1"
     stops = [json.loads(f) for f in ws.sent if b'"StopTransaction"' in f]
-    assert stops[0][3]["transactionId"] == 77 and stops[0][3]["meterStop"] == 4321
+    assert stops[0][3]["transactionId"] == 77 and stops[0][3]["meterStop"] == 4400
     assert stops[0][3]["reason"] == "EmergencyStop"
     assert len(cp.journal) == 0
 
