@@ -65,11 +65,21 @@ class Meter:
         for i in range(1, n):
             self._boot[i] = board.energy_wh(i)
         self.bytes_written = 0
+        # Bound methods made once: getattr() per sample would allocate one each time.
+        self._read = {}
+        for m in _UNITS:
+            fn = _UNITS[m][1]
+            if fn and hasattr(board, fn):
+                self._read[m] = getattr(board, fn)
 
     def register(self, n):
         """Energy.Active.Import.Register of connector n in Wh (integer, monotonic)."""
         if n == 0:
-            return sum(self.register(i) for i in range(1, len(self.base)))
+            # No generator expression here: capturing `self` would allocate a cell per call.
+            total = 0
+            for i in range(1, len(self.base)):
+                total += self.register(i)
+            return total
         return self.base[n] + self.board.energy_wh(n) - self._boot[n]
 
     def save(self, stamp=None):
@@ -96,7 +106,7 @@ class Meter:
             if m == _ENERGY:
                 v = self.register(n)
             else:
-                fn = getattr(self.board, spec[1], None)
+                fn = self._read.get(m)
                 if fn is None:
                     continue
                 v = fn(n)
@@ -104,7 +114,7 @@ class Meter:
                 w.byte(44)
             first = False
             w.raw(b'{"value":"')
-            if spec[1] and spec[1].endswith("a10"):
+            if spec[0] == b"A":   # boards report currents in tenths of amperes
                 w.int(v // 10)
                 w.byte(46)
                 w.int(v % 10)
