@@ -262,3 +262,21 @@ def test_periodic_and_clock_aligned_meter_values(start_csms, start_sim):
     ctx = [mv["sampledValue"][0]["context"] for mv in stop["transactionData"]]
     assert ctx[0] == "Transaction.Begin" and ctx[-1] == "Transaction.End"
     assert csms.invalid() == []
+
+
+def test_ev_pausing_is_suspended_ev(start_csms, start_sim):
+    csms, sim = booted(start_csms, start_sim, config=[
+        ("MeterValueSampleInterval", "1"),
+        ("MeterValuesSampledData", "Energy.Active.Import.Register,Current.Import,Voltage")])
+    sim.send("plug 1")
+    sim.send("power 1 11040")
+    sim.send("swipe 1 TAG-P")
+    wait_status(csms, 1, "Charging")
+    mv = next_call(csms, "MeterValues")["meterValue"][0]["sampledValue"]
+    by = {sv["measurand"]: sv for sv in mv}
+    assert by["Current.Import"]["value"] == "16.0" and by["Current.Import"]["unit"] == "A"
+    assert by["Voltage"]["value"] == "230" and by["Voltage"]["unit"] == "V"
+    sim.send("power 1 0")
+    wait_status(csms, 1, "SuspendedEV")
+    sim.send("power 1 7000")
+    wait_status(csms, 1, "Charging")

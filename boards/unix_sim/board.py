@@ -19,8 +19,9 @@ _METER_TICK_MS = 100
 class Board:
     name = "unix_sim"
 
-    def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print):
+    def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print, phases=3):
         self.connectors = connectors
+        self.phases = phases
         self.imp_per_kwh = imp_per_kwh
         self.state = state
         self.log = log
@@ -30,6 +31,7 @@ class Board:
         self.load_w = [0] * n        # what the EV would draw
         self.relay_on = [False] * n
         self.plugged = [False] * n
+        self._drew = [False] * n     # the EV drew power since it was plugged in
         self.app = None
         self._t0 = ticks_ms()
         # The physical world survives a reboot or power cut: a plugged cable stays plugged.
@@ -57,6 +59,19 @@ class Board:
 
     def power_w(self, n):
         return self.load_w[n] if self.relay_on[n] else 0
+
+    def current_a10(self, n):
+        """Current per phase in tenths of amperes (230 V phases)."""
+        return self.power_w(n) * 10 // (230 * self.phases)
+
+    def voltage_v(self, n):
+        return 230
+
+    def ev_suspended(self, n):
+        """The EV drew power earlier in this session and now draws nothing: it paused."""
+        if self.relay_on[n] and self.load_w[n] > 0:
+            self._drew[n] = True
+        return self.relay_on[n] and self.plugged[n] and self._drew[n] and self.load_w[n] == 0
 
     def relay(self, n, on):
         if self.relay_on[n] != on:
@@ -113,6 +128,7 @@ class Board:
             elif c == "unplug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = False
+                self._drew[n] = False
                 self._save_hw()
                 self.log("sim: connector %d unplugged" % n)
                 self.app.plugged(n, False)

@@ -212,6 +212,13 @@ class Sessions:
                 cp.log("session: MaxEnergyOnInvalidId reached on connector %d" % n)
                 del tx["cap"]
                 self._charging_state(n)
+            if tx is not None and hasattr(cp.board, "ev_suspended"):
+                # A board that can tell (pilot state, current) reports an EV that paused.
+                paused = cp.board.ev_suspended(n)
+                if paused and cp.status[n] == C.CHARGING:
+                    cp.set_status(n, C.SUSPENDED_EV)
+                elif not paused and cp.status[n] == C.SUSPENDED_EV and self.plugged[n]:
+                    self._charging_state(n)
             if interval and tx is not None and ticks_diff(now, self._next_sample[n]) >= 0:
                 self._next_sample[n] = ticks_add(self._next_sample[n], interval * 1000)
                 if ticks_diff(now, self._next_sample[n]) >= 0:  # fell behind: realign
