@@ -302,6 +302,10 @@ class ChargePoint:
         tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._sender()),
                  asyncio.create_task(self._link())]
         await self._done.wait()
+        import gc
+        gc.collect()
+        self.log("heap: %d bytes in use, %d free; journal %d records, %d dropped"
+                 % (gc.mem_alloc(), gc.mem_free(), len(self.journal), self.delivery.dropped))
         for t in tasks:
             t.cancel()
         await self.ws.close(1000)
