@@ -1,16 +1,5 @@
 """Boot sequence of the simulated charger against tools/csms (OCTT TC_001/TC_002 style)."""
-import time
-
-
-def _wait_calls(csms, action, count, cp="CP1", timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        calls = csms.calls(action, cp=cp)
-        if len(calls) >= count:
-            return calls
-        time.sleep(0.05)
-    raise AssertionError("expected %d %s, got %d; log:\n%s"
-                         % (count, action, len(csms.calls(action, cp=cp)), csms.log_text()[-3000:]))
+from ocpp_steps import wait_calls as _wait_calls
 
 
 def _call_times(csms, action, cp="CP1"):
