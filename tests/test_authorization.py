@@ -7,9 +7,10 @@ FAST_RECONNECT = [("ReconnectMinSeconds", "1"), ("ReconnectMaxSeconds", "1")]
 
 
 def _go_offline(csms, sim):
+    n = len(sim.lines)
     csms.cmd("refuse 1000")
     csms.cmd("drop CP1")
-    sim.wait_line(r"link: disconnected")
+    sim.wait_line(r"link: disconnected", start=n)
 
 
 def _come_back(csms):

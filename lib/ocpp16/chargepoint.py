@@ -40,6 +40,7 @@ BUSY = "Busy"
 NO_TRANSACTION = "NoTransaction"
 BAD_CONNECTOR = "BadConnector"
 NOT_AVAILABLE = "Unavailable"
+OFFLINE = "Offline"
 
 _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
@@ -184,9 +185,13 @@ class ChargePoint:
     def send(self, action, payload, on_result=None):
         """Send any other CP-initiated message (Authorize, DataTransfer, ...) with a dict.
 
-        Returns QUEUED; on_result(outcome, payload) follows.  Not journaled: messages that
-        are not transaction-related are not kept across power loss (OCPP 1.6 §3.7).
+        Returns QUEUED, then on_result(outcome, payload) follows; or OFFLINE at once when
+        there is no link.  Not journaled: messages that are not transaction-related are
+        not kept across power loss or link loss (OCPP 1.6 §3.7); a queued one whose link
+        drops is answered with rpc.OFFLINE.
         """
+        if not (self.rpc.online and self.registered):
+            return OFFLINE
         self.request(action.encode() if isinstance(action, str) else action,
                      _encode_value, payload, on_result)
         return QUEUED
@@ -194,6 +199,15 @@ class ChargePoint:
     def request(self, action, encode, arg, done=None):
         self._requests.append([action, encode, arg, done])
         self._wake.set()
+
+    def _fail_requests(self):
+        # Not transaction-related: the caller decides (e.g. the offline authorisation
+        # rules) instead of waiting for a link that may not come back soon.
+        reqs = self._requests
+        self._requests = []
+        for r in reqs:
+            if r[3]:
+                r[3](rpc.OFFLINE, None)
 
     def handle(self, action, fn):
         """Register a handler fn(cp, payload) -> response dict for a central-system CALL."""
@@ -341,6 +355,7 @@ class ChargePoint:
             await self.rpc.serve()
             ka.cancel()
             self.rpc.disconnected()
+            self._fail_requests()
             await ws.close()
             self.log("link: disconnected (code %s)" % ws.close_code)
             if ticks_diff(ticks_ms(), up) > _STABLE_MS:
@@ -414,11 +429,12 @@ class ChargePoint:
             if n >= 0:
                 await self._send_status(n)
             elif self._requests:
-                action, encode, arg, done = self._requests[0]
-                out = await self.rpc.call(action, encode, arg)
-                self._requests.pop(0)
-                if done:
-                    done(out, self.rpc.payload)
+                req = self._requests[0]
+                out = await self.rpc.call(req[0], req[1], req[2])
+                if self._requests and self._requests[0] is req:
+                    self._requests.pop(0)
+                    if req[3]:
+                        req[3](out, self.rpc.payload)
             elif self.delivery.due():
                 await self.delivery.send_head()
             elif ticks_diff(ticks_ms(), self._hb_at) >= 0:

@@ -101,6 +101,7 @@ class Delivery:
             self.delivered += 1
             self._waiting = False
             self._forget_if_done(tx)
+            self._empty()
             cp.transaction_answered(kind, tx, out, payload)
             return
         # CALLERROR
@@ -117,9 +118,15 @@ class Delivery:
             self.dropped += 1
             self._waiting = False
             self._forget_if_done(tx)
+            self._empty()
             cp.transaction_answered(kind, tx, rpc.CALLERROR, None)
             return
         self._hold(cp.cfg.get("TransactionMessageRetryInterval") * 1000 * attempts)
+
+    def _empty(self):
+        if not len(self.j):
+            self.cp.log("delivery: queue empty (%d delivered, %d dropped; journal wrote %d bytes)"
+                        % (self.delivered, self.dropped, self.j.bytes_written))
 
     def _hold(self, ms):
         self._waiting = True

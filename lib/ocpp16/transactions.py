@@ -218,3 +218,4 @@ class Transactions:
                 self._journal_stop(n, tx, reason, None, ms, st)
             store.remove(self.dir + "/%d" % n)
         store.remove(self.dir + "/reboot")
+        self.log("tx: journal holds %d message(s) at boot" % len(cp.journal))

@@ -164,3 +164,23 @@ async def test_minimum_status_duration_suppresses_short_states():
     await asyncio.sleep_ms(1500)
     sent = [json.loads(f)[3] for f in ws.sent if b"StatusNotification" in f][n0:]
     assert [(s["status"], s["errorCode"]) for s in sent] == [("Faulted", "GroundFailure")]
+
+
+async def test_requests_fail_fast_when_the_link_drops():
+    cp, ws, b = _cp()
+    assert cp.send("DataTransfer", {"vendorId": "mpocpp"}) == C.OFFLINE   # no link yet
+    asyncio.create_task(cp.rpc.serve())
+    cp.rpc.connected()
+    cp.registered = True
+    got = []
+    assert cp.send("Authorize", {"idTag": "T"}, on_result=lambda o, p: got.append(o)) == C.QUEUED
+    assert cp.send("DataTransfer", {"vendorId": "x"}, on_result=lambda o, p: got.append(o)) == C.QUEUED
+    snd = asyncio.create_task(cp._sender())
+    while not ws.sent:
+        await asyncio.sleep_ms(2)
+    ws.drop()                      # the Authorize is in flight, the DataTransfer queued
+    await asyncio.sleep_ms(20)
+    cp._fail_requests()            # what the link task does after the receiver ends
+    await asyncio.sleep_ms(20)
+    assert got == [rpc.OFFLINE, rpc.OFFLINE]
+    snd.cancel()
