@@ -274,8 +274,16 @@ def _sweep(csms, tmp, stride=1, extra_online=0):
             jobs.append(ex.submit(_offline, csms, tmp, n, dead))
         for n in range(1, len(w_re) + 1, stride):
             jobs.append(ex.submit(_replay, csms, tmp, n, template, s0))
-        results = [f.result() for f in jobs]
+        results = []
+        failures = []
+        for f in jobs:
+            try:
+                results.append(f.result())
+            except AssertionError as e:
+                failures.append(str(e))
     dt = time.monotonic() - t0
+    assert not failures, "%d of %d kill points failed:\n\n%s" % (
+        len(failures), len(jobs), "\n\n".join(x[:1500] for x in failures))
     dup = sum(1 for led, _ in results for t in led.transactions()
               if len(t["starts"]) > 1 or len(t["stops"]) > 1)
     print("power cuts: %d kill points (online %d writes, offline %d, replay %d) in %.1f s; "

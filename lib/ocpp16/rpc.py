@@ -106,7 +106,11 @@ class Rpc:
         if self.trace:
             out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
             out.write(arrow)
-            out.write(buf, 0, n)
+            if b"AuthorizationKey" in bytes(buf[:n]):
+                # Never log the security profile password (ChangeConfiguration).
+                out.write(b"(frame about AuthorizationKey, not logged)")
+            else:
+                out.write(buf, 0, n)
             out.write(b"\n")
 
     async def _send(self):
