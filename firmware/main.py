@@ -40,36 +40,14 @@ def tls_context(path, log):
     return ctx
 
 
-_writes = [0]
-
-
-def _power_cut_hook(store):
-    """Test hook (simulator only): MPOCPP_KILL_AFTER_WRITES=N cuts the power (SIGKILL)
-    right after the Nth flash write step (journal + store, counted across in-process
-    reboots); N=0 only traces them.  Unset on a charger: nothing is installed."""
-    import os
-    n = getattr(os, "getenv", lambda k: None)("MPOCPP_KILL_AFTER_WRITES")
-    if n is None:
-        return
-    n = int(n)
-
-    def hook(path):
-        _writes[0] += 1
-        if not n:
-            print("sim: write #%d %s" % (_writes[0], path))
-        elif _writes[0] >= n:
-            print("sim: POWER CUT after write #%d %s" % (_writes[0], path))
-            os.system("kill -9 $PPID")
-            while True:     # never returns: the signal is on its way
-                pass
-    store.write_hook = hook
-
-
 def boot_once(opts):
     """One power-on: returns the charge point's exit code."""
     import board
     from ocpp16 import config, store
-    _power_cut_hook(store)
+    import os
+    if getattr(os, "getenv", lambda k: None)("MPOCPP_KILL_AFTER_WRITES") is not None:
+        import powercut     # simulator only (boards/unix_sim): tests/test_powercut.py
+        powercut.install(store)
     from ocpp16.ws import WebSocket
     from ocpp16.chargepoint import ChargePoint
     from app import App

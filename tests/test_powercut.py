@@ -112,8 +112,13 @@ def _drain(url, cp, state, env=None, timeout=30):
     return sim
 
 
+_DAMAGE = ("torn/corrupt", "no valid record", "empty (interrupted create)",
+           "leftover of an interrupted write", "unknown format", "unreadable")
+
+
 def _torn(lines):
-    return [ln for ln in lines if "-> bad/" in ln or "torn" in ln]
+    """Damage the journal reported while opening (one line per damaged place)."""
+    return [ln for ln in lines if ln.startswith("journal:") and any(d in ln for d in _DAMAGE)]
 
 
 def _verify(csms, cp, state, runs, ctx):
@@ -122,8 +127,9 @@ def _verify(csms, cp, state, runs, ctx):
     led = Ledger(messages(csms, cp))
     check_ledger(led, ctx)
     assert [e for e in csms.invalid() if e.get("cp") == cp] == [], ctx
-    cut_at = None
+    cuts = []                       # per run: the path being written when it was cut
     for r in runs[:-1]:
+        cut_at = None
         local = {}
         for ln in r.lines:
             m = _STARTED.search(ln)
@@ -141,21 +147,25 @@ def _verify(csms, cp, state, runs, ctx):
             m = _CUT.search(ln)
             if m:
                 cut_at = m.group(2)
+        cuts.append(cut_at)
     # A transaction left running at the cut is closed with PowerLoss.
     for t in led.transactions():
         p = t["stops"][0].payload
         if t["starts"][0].payload["idTag"].endswith("B"):
             assert p.get("reason") == "PowerLoss", ctx
     # Damage: only the record being appended when the power went, and reported.
-    for r in runs[1:]:
+    for i, r in enumerate(runs[1:]):
         torn = _torn(r.lines)
         assert len(torn) <= 1, "%s %s" % (torn, ctx)
         if torn:
-            assert cut_at and re.search(r"/journal/q/[tm]\d+$", cut_at), \
+            assert cuts[i] and re.search(r"/journal/q/[tm]\d+$", cuts[i]), \
                 "damage without a cut append: %s %s" % (torn, ctx)
     q, corrupt, unknown, log = journal_check(state)
     assert (q, corrupt, unknown) == (0, 0, 0), "journal after delivery: %s %s" % (log, ctx)
-    return led, cut_at
+    # Nothing left behind: no transactionId mapping, no running-transaction file.
+    assert os.listdir(state / "journal" / "tx") == [], ctx
+    assert [f for f in os.listdir(state / "tx") if not f.endswith(".tmp")] in (["seq"], []), ctx
+    return led, ([c for c in cuts if c] or [None])[-1]
 
 
 # -- the three scenarios ------------------------------------------------------------------
@@ -184,6 +194,21 @@ def _offline(csms, tmp, n, dead_url):
         s1.stop()
     s2 = _drain(csms.url, cp, state)
     return _verify(csms, cp, state, [s1, s2], "[offline, cut after write %d]" % n)
+
+
+def _double(csms, tmp, n, m):
+    """A cut during a session, then another during the recovery and replay."""
+    cp = "DF%d-%d" % (n, m)
+    state = prepare_state(tmp / cp, CONFIG)
+    s1 = EnvSim(csms.url, cp_id=cp, state=state, env={KILL: str(n)})
+    try:
+        if _drive(s1, _session("W%d-%d-A" % (n, m), "W%d-%d-B" % (n, m), True)):
+            _cut(s1)
+    finally:
+        s1.stop()
+    s2 = _drain(csms.url, cp, state, env={KILL: str(m)})
+    s3 = _drain(csms.url, cp, state)
+    return _verify(csms, cp, state, [s1, s2, s3], "[double, cuts after writes %d, %d]" % (n, m))
 
 
 def _replay(csms, tmp, n, template, s0):
@@ -241,19 +266,16 @@ def _dry_replay(csms, tmp, template):
 
 
 def _kinds(paths):
-    """Kill points by what was being written, for the summary line."""
+    """Kill points by the file being written (digits as N), for the summary line."""
     out = {}
     for p in paths:
         if p is None:
-            k = "none (host cut)"
-        elif "/journal/q/" in p:
-            k = "journal marks" if p.endswith(".m") else "journal segment"
-        elif "/journal/" in p:
-            k = "journal txid/seq"
+            k = "host cut"
         else:
-            k = "store " + p.rsplit("/", 1)[-1].replace(".tmp", " (tmp)")
+            k = re.sub(r"^.*/(ON|OFF|RE)\d+/", "", p)      # relative to the state directory
+            k = re.sub(r"\d+", "N", k)
         out[k] = out.get(k, 0) + 1
-    return out
+    return ", ".join("%s %d" % kv for kv in sorted(out.items()))
 
 
 def _sweep(csms, tmp, stride=1, extra_online=0):
@@ -306,6 +328,26 @@ def test_power_cut_at_every_write_long(start_csms, tmp_path):
     csms = start_csms("--heartbeat", "300")
     for i in range(3):
         _sweep(csms, tmp_path / ("round%d" % i), extra_online=5)
+
+
+@pytest.mark.slow
+def test_power_cut_twice(start_csms, tmp_path):
+    # A second cut during the recovery and replay after the first, at every write of
+    # the replay, for cuts spread over the session.
+    csms = start_csms("--heartbeat", "300")
+    jobs = []
+    with ThreadPoolExecutor(WORKERS) as ex:
+        for n in range(2, 50, 4):
+            for m in range(1, 26, 2):
+                jobs.append(ex.submit(_double, csms, tmp_path, n, m))
+        failures = []
+        for f in jobs:
+            try:
+                f.result()
+            except AssertionError as e:
+                failures.append(str(e)[:1500])
+    assert not failures, "%d of %d failed:\n\n%s" % (len(failures), len(jobs),
+                                                    "\n\n".join(failures))
 
 
 def test_power_cut_while_charging_closes_with_last_saved_register(start_csms, tmp_path):

@@ -44,3 +44,7 @@ def alloc_cycle():
 
 if __name__ == "__main__":
     alloc_cycle()
+    # Transaction replay after an offline period: tools/bench/replay.py
+    sys.path.insert(0, str(ROOT / "tools" / "bench"))
+    from replay import replay  # noqa: E402
+    replay()

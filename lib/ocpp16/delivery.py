@@ -1,18 +1,27 @@
 """Delivery of journaled transaction messages, in order, with the OCPP 1.6 retry rules.
 
-Where a StopTransaction is retried:
-- the oldest journal record goes first; newer transaction messages wait behind it;
-- RESULT: the record is removed (StartTransaction: its transactionId is saved first);
+- The oldest journal record goes first; newer transaction messages wait behind it (other
+  messages may overtake: the sender serves them first).
+- RESULT: the record is removed (StartTransaction: its transactionId is saved first, so
+  every record still queued for that transaction carries it).
 - OFFLINE (no link, or it dropped before the answer): nothing is spent; it goes again
-  after reconnecting;
-- TIMEOUT on a live link: sent again, not counted as a failure;
-- CALLERROR: a failure to process. Retried after TransactionMessageRetryInterval x
-  (number of earlier sends); after TransactionMessageAttempts failures it is dropped
-  (logged, counted) and the next record proceeds.  A dropped StartTransaction leaves its
-  transaction with transactionId -1 (errata 3.18).
+  after reconnecting.  A reboot spends nothing either: the queue is on flash.
+- TIMEOUT on a live link: sent again, not counted as a failure to process.  Only a
+  StartTransaction that is never answered is given up, after TransactionMessageAttempts
+  unanswered sends in this power-on: errata 3.18 foresees exactly that ("its .conf never
+  arrived"), and without it one silent StartTransaction would hold back every later
+  message forever.  Its transaction then goes on with transactionId -1.
+- CALLERROR: a failure to process.  Retried after TransactionMessageRetryInterval x
+  (number of earlier sends of this message); after TransactionMessageAttempts failures
+  (persisted in the journal, so they survive a reboot) it is dropped, logged with its
+  whole body, and the next record proceeds.  A dropped StartTransaction leaves its
+  transaction with transactionId -1 (errata 3.18).  A CALLERROR never counts as
+  delivered.
 
 Bodies are stored without transactionId; it is inserted here when the frame is built.
-Relative timestamps ("~boot.seconds", see timebase.py) are resolved here as well.
+Relative timestamps ("~boot.seconds", see timebase.py) are resolved here as well; a
+record whose stamp cannot be resolved yet (clock never set) waits, it is never sent
+with a made-up time.
 """
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
@@ -22,6 +31,8 @@ from ocpp16.clock import write_iso
 _ACTIONS = {journal.START: b"StartTransaction", journal.STOP: b"StopTransaction",
             journal.METER: b"MeterValues"}
 _BODY = const(1536)
+_TIMEOUT_PAUSE_MS = const(1000)    # after a response timeout, before sending again
+_CLOCK_WAIT_MS = const(5000)       # re-check for a clock this often
 
 
 class Delivery:
@@ -32,6 +43,9 @@ class Delivery:
         self._mv = memoryview(self._buf)
         self._retry_at = 0        # ticks_ms before which the head must not be resent
         self._waiting = False
+        self._busy = False        # sending a backlog (logged when it starts and ends)
+        self._head = 0            # seq the counter below belongs to
+        self._unanswered = 0      # response timeouts of the head in this power-on
         self.dropped = 0          # records given up after their attempts
         self.delivered = 0
         self.on_result = None     # fn(kind, tx, outcome, payload) for the application
@@ -40,6 +54,21 @@ class Delivery:
         if not len(self.j):
             return False
         return not self._waiting or ticks_diff(ticks_ms(), self._retry_at) >= 0
+
+    def _resolve(self, k, e):
+        # The relative stamp "~boot.secs" at buf[k:e+1] as Unix time, or None.
+        boot, _, secs = bytes(self._buf[k + 2:e]).partition(b".")
+        return self.cp.timebase.resolve(int(boot), int(secs))
+
+    def _resolvable(self, n):
+        buf = self._buf
+        k = buf.find(b'"~', 0, n)
+        while k >= 0:
+            e = buf.find(b'"', k + 2, n)
+            if not self._resolve(k, e):
+                return False
+            k = buf.find(b'"~', e + 1, n)
+        return True
 
     def _encode(self, w, arg):
         kind, tx, n = arg
@@ -52,7 +81,8 @@ class Delivery:
             if n > 2:
                 w.byte(44)
             start = 1
-        # Copy the body, resolving relative stamps "~boot.secs".
+        # Copy the body, resolving relative stamps "~boot.secs" (send_head checked that
+        # they all resolve).
         i = start
         while True:
             k = buf.find(b'"~', i, n)
@@ -61,9 +91,7 @@ class Delivery:
                 return
             w.raw(self._mv[i:k])
             e = buf.find(b'"', k + 2, n)
-            boot, _, secs = bytes(buf[k + 2:e]).partition(b".")
-            t = self.cp.timebase.resolve(int(boot), int(secs))
-            write_iso(w, t if t else self.cp.clock.now())
+            write_iso(w, self._resolve(k, e))
             i = e + 1
 
     async def send_head(self):
@@ -74,19 +102,41 @@ class Delivery:
         if rec is None:
             return
         seq, kind, tx, attempts, flags = rec
+        if seq != self._head:
+            self._head = seq
+            self._unanswered = 0
         try:
             n = j.read(seq, self._buf)
         except (OSError, KeyError, ValueError) as e:
             # The journal moved a damaged record aside (bad/); the rest of the queue goes on.
             cp.log("delivery: record %d unreadable (%r), skipped" % (seq, e))
             j.remove(seq)
+            self._empty()
+            return
+        if not self._busy:
+            self._busy = True
+            if len(j) > 1:
+                cp.log("delivery: %d messages queued, sending (journal wrote %d bytes so far)"
+                       % (len(j), j.bytes_written))
+        if not self._resolvable(n):
+            if not self._waiting:
+                cp.log("delivery: %s local #%d waits for the clock (stamped before it was set)"
+                       % (_ACTIONS[kind].decode(), tx))
+            self._hold(_CLOCK_WAIT_MS)
             return
         out = await cp.rpc.call(_ACTIONS[kind], self._encode, (kind, tx, n))
         if out == rpc.OFFLINE:
             return
+        limit = cp.cfg.get("TransactionMessageAttempts")
         if out == rpc.TIMEOUT:
-            # Not a failure to process; try again (after a short pause, not a tight loop).
-            self._hold(1000)
+            # Not a failure to process; send again (after a short pause, not a tight loop).
+            self._unanswered += 1
+            if kind == journal.START and self._unanswered >= limit:
+                cp.log("delivery: StartTransaction local #%d unanswered %d times: given up, "
+                       "the transaction goes on with transactionId -1" % (tx, self._unanswered))
+                self._drop(seq, kind, tx, n, "unanswered")
+                return
+            self._hold(_TIMEOUT_PAUSE_MS)
             return
         payload = cp.rpc.payload
         if out == rpc.RESULT:
@@ -100,31 +150,37 @@ class Delivery:
             j.remove(seq)
             self.delivered += 1
             self._waiting = False
-            self._forget_if_done(tx)
+            self._forget_if_done(kind, tx)
             self._empty()
             cp.transaction_answered(kind, tx, out, payload)
             return
         # CALLERROR
         attempts = j.failed(seq)
-        limit = cp.cfg.get("TransactionMessageAttempts")
         cp.log("delivery: %s local #%d refused (%s), failure %d of %d"
                % (_ACTIONS[kind].decode(), tx, cp.rpc.error_code, attempts, limit))
         if attempts >= limit:
-            cp.log("delivery: DROPPED %s local #%d after %d failures"
-                   % (_ACTIONS[kind].decode(), tx, attempts))
-            if kind == journal.START:
-                j.give_up_start(tx)
-            j.remove(seq)
-            self.dropped += 1
-            self._waiting = False
-            self._forget_if_done(tx)
-            self._empty()
-            cp.transaction_answered(kind, tx, rpc.CALLERROR, None)
+            self._drop(seq, kind, tx, n, "after %d CALLERRORs" % attempts)
             return
-        self._hold(cp.cfg.get("TransactionMessageRetryInterval") * 1000 * attempts)
+        # Spec 3.7.1: wait interval x (number of preceding transmissions of this message).
+        self._hold(cp.cfg.get("TransactionMessageRetryInterval") * 1000
+                   * (attempts + self._unanswered))
+
+    def _drop(self, seq, kind, tx, n, why):
+        j = self.j
+        self.cp.log("delivery: DROPPED %s local #%d (%s): %s"
+                    % (_ACTIONS[kind].decode(), tx, why, bytes(self._buf[:n]).decode()))
+        if kind == journal.START:
+            j.give_up_start(tx)
+        j.remove(seq)
+        self.dropped += 1
+        self._waiting = False
+        self._forget_if_done(kind, tx)
+        self._empty()
+        self.cp.transaction_answered(kind, tx, rpc.CALLERROR, None)
 
     def _empty(self):
         if not len(self.j):
+            self._busy = False
             self.cp.log("delivery: queue empty (%d delivered, %d dropped; journal wrote %d bytes)"
                         % (self.delivered, self.dropped, self.j.bytes_written))
 
@@ -132,12 +188,13 @@ class Delivery:
         self._waiting = True
         self._retry_at = ticks_add(ticks_ms(), ms)
 
-    def _forget_if_done(self, tx):
-        if not tx:
+    def _forget_if_done(self, kind, tx):
+        # The transactionId of a finished transaction is kept until its last record is
+        # gone.  A StopTransaction is always the last one of its transaction.
+        if not tx or self.cp.transactions_running(tx):
             return
-        for rec in self.j.records():
-            if rec[2] == tx:
-                return
-        if self.cp.transactions_running(tx):
-            return
+        if kind != journal.STOP:
+            for rec in self.j.records():
+                if rec[2] == tx:
+                    return
         self.j.forget(tx)

@@ -1,96 +1,109 @@
 """Power-loss-safe journal of transaction-related messages (StartTransaction,
 StopTransaction, periodic/clock-aligned MeterValues).
 
-The charge point logic hands over each message body (the JSON payload) before its
-first send; the journal keeps the bodies on flash, in order, until `remove(seq)`
-(CALLRESULT, or given up after TransactionMessageAttempts CALLERRORs).  A power cut at
-any instant loses nothing whose `append` returned, and a torn or corrupt record costs
-only itself: it is reported, copied or moved to `bad/`, and the scan goes on.
-
-Why segments and not one file per record
------------------------------------------
-littlefs keeps a file inline in its directory only below the cache size (128 B with
-MicroPython's defaults); anything larger takes a whole erase block.  One ~300 B record
-per file therefore fills a 1 MB filesystem after ~240 records.  Records are instead
-appended to *segment* files of at most one block (`seg_size`, by default the
-filesystem block size).  littlefs commits a file only on sync/close and copies the last
-block on write (copy-on-write), so an append either lands completely or not at all,
-and records already in the segment are never at risk.  On a plain POSIX filesystem
-(the unix port) a torn tail is possible; the CRC finds it.
-
-START/STOP records and METER records go to two separate segment streams, so that the
-oldest MeterValues can be dropped a whole block at a time when flash runs short,
-without ever rewriting a block that holds a START or STOP.  The global sequence number
-keeps chronological order across the two streams.
-
-Layout under `root`
--------------------
-    q/t00000042      START/STOP segment; name = seq of its first record
-    q/m00000043      METER segment
-    q/t00000042.m    marks of that segment: append-only 4-byte entries
-    tx/<tx>          central-system transactionId of local transaction <tx> (decimal text)
-    seq              lower bound for the next seq (decimal text), see below
-    bad/             quarantined files: corrupt segments (copies), leftovers
-
-Record format (version 1), little-endian, 24-byte header then the body:
-
-    off size
-     0   2   magic b"OJ"                            \\
-     2   1   format version (1)                      | envelope: the same in every
-     3   1   header length (24)                      | version, so a later or older
-     4   4   CRC32 of bytes 0..3 and 8..end          | reader can check and skip any
-     8   4   body length                            /  record
-    12   4   seq
-    16   4   tx (local transaction number, 0 = none)
-    20   1   kind (START=1, STOP=2, METER=3)
-    21   1   reserved (0)
-    22   2   flags (the caller's business)
-    24   n   body
-
-Bytes written per append = 24 + len(body) of file data; per remove 4 bytes (a mark),
-or a file delete.  What littlefs makes of it (4096-byte blocks, MicroPython defaults,
-counted on a RAM block device by tests/device/test_journal.py::test_flash_cost_per_record):
-
-    record                  file bytes   programmed   erases     per remove
-    StartTransaction 187 B     211         ~2.1 KB     1.0       ~100 B, 0.05 erase
-    StopTransaction  467 B     491         ~2.3 KB     1.0       ~80 B
-    MeterValues      305 B     329         ~2.2 KB     1.0       ~90 B
-
-littlefs copies the segment's partly filled last block on every synced append, hence
-~2 KB programmed; one file per record programs ~0.6 KB, but the erase count (what
-wears flash) is the same one block per append, and it fits 8x fewer records: a 1 MB
-filesystem holds ~2,800 records of ~330 B in segments, ~240 as single files.
-
-Marks entries (4 bytes): u16 seq - segment first seq, u8 op (1 = removed, 2 = one
-failed attempt), u8 check byte.  A remove therefore appends 4 bytes to a small inline
-file instead of rewriting the segment; when the last live record of a sealed segment
-goes, the segment and its marks file are deleted instead.  A torn or bad entry is
-ignored (at worst a delivered record is sent again; a record is never lost).
-
-Sequence numbers strictly increase across reboots: at open the next seq is the
-largest of (the `seq` file, 1 + every seq still present in a segment, removed or not).
-Only deleting a segment can make a seq vanish, so the `seq` file is rewritten
-(tmp + rename) just before a segment is deleted that holds seqs at or above the value
-it holds: at most once per deleted segment, never per append.  (The one exception:
-the newest record being damaged by the flash itself; its seq may then come again.)
-
-Recovery at open, per segment: records are checked (envelope, CRC, seq order, kind);
-after damage the scan resynchronises on the next intact envelope, so a torn or
-flipped record costs only itself.  A damaged segment is copied to bad/ and rewritten
-with its good records (tmp + rename); an empty or all-bad one is moved to bad/; a
-leftover `.tmp` in q/ is moved to bad/.  Each is logged with its name and counted in
-`corrupt`.  Recovery is idempotent: a power cut during it is repaired at the next open.
-
-Format versions: a segment holding a record with an intact envelope but an unknown
-version is left in place untouched (none of its records is queued), reported and
-counted in `unknown` (a later library wrote it; an older one never deletes it).
-Nothing is deleted on upgrade.  bad/ is never emptied by the journal.
-
-Index in RAM: parallel `array`s (seq, tx, length, offset, kind, attempts, flags),
-15 bytes per queued record, plus four small ints per segment; it is built in place at
-open (sorted by an in-place permutation, no second copy).  Measured on the 64-bit unix
-port: ~42 KB for 2,000 queued records.  No bodies in RAM.
+Design notes follow as comments (not in this docstring: compiled from source on a
+small fragmented heap, a long docstring is one large allocation).
 """
+# The charge point logic hands over each message body (the JSON payload) before its
+# first send; the journal keeps the bodies on flash, in order, until `remove(seq)`
+# (CALLRESULT, or given up after TransactionMessageAttempts CALLERRORs).  A power cut at
+# any instant loses nothing whose `append` returned, and a torn or corrupt record costs
+# only itself: it is reported, copied or moved to `bad/`, and the scan goes on.
+#
+# Why segments and not one file per record
+# -----------------------------------------
+# littlefs keeps a file inline in its directory only below the cache size (128 B with
+# MicroPython's defaults); anything larger takes a whole erase block.  One ~300 B record
+# per file therefore fills a 1 MB filesystem after ~240 records.  Records are instead
+# appended to *segment* files of at most one block (`seg_size`, by default the
+# filesystem block size).  littlefs commits a file only on sync/close and copies the last
+# block on write (copy-on-write), so an append either lands completely or not at all,
+# and records already in the segment are never at risk.  On a plain POSIX filesystem
+# (the unix port) a torn tail is possible; the CRC finds it.
+#
+# START/STOP records and METER records go to two separate segment streams, so that the
+# oldest MeterValues can be dropped a whole block at a time when flash runs short,
+# without ever rewriting a block that holds a START or STOP.  The global sequence number
+# keeps chronological order across the two streams.
+#
+# Layout under `root`
+# -------------------
+#     q/t00000042      START/STOP segment; name = seq of its first record
+#     q/m00000043      METER segment
+#     q/t00000042.m    marks of that segment: append-only 4-byte entries
+#     tx/<tx>          central-system transactionId of local transaction <tx> (decimal text)
+#     seq              lower bound for the next seq (decimal text), see below
+#     bad/             quarantined files: corrupt segments (copies), leftovers
+#
+# Record format (version 1), little-endian, 24-byte header then the body:
+#
+#     off size
+#      0   2   magic b"OJ"                            \
+#      2   1   format version (1)                      | envelope: the same in every
+#      3   1   header length (24)                      | version, so a later or older
+#      4   4   CRC32 of bytes 0..3 and 8..end          | reader can check and skip any
+#      8   4   body length                            /  record
+#     12   4   seq
+#     16   4   tx (local transaction number, 0 = none)
+#     20   1   kind (START=1, STOP=2, METER=3)
+#     21   1   reserved (0)
+#     22   2   flags (the caller's business)
+#     24   n   body
+#
+# Bytes written per append = 24 + len(body) of file data; per remove 4 bytes (a mark),
+# or a file delete.  What littlefs makes of it (4096-byte blocks, MicroPython defaults,
+# counted on a RAM block device by tests/device/test_journal.py::test_flash_cost_per_record):
+#
+#     record                  file bytes   programmed   erases     per remove
+#     StartTransaction 187 B     211         ~2.1 KB     1.0       ~100 B, 0.05 erase
+#     StopTransaction  467 B     491         ~2.3 KB     1.0       ~80 B
+#     MeterValues      305 B     329         ~2.2 KB     1.0       ~90 B
+#
+# littlefs copies the segment's partly filled last block on every synced append, hence
+# ~2 KB programmed; one file per record programs ~0.6 KB, but the erase count (what
+# wears flash) is the same one block per append, and it fits 8x fewer records: a 1 MB
+# filesystem holds ~2,800 records of ~330 B in segments, ~240 as single files.
+#
+# Marks entries (4 bytes): u16 seq - segment first seq, u8 op (1 = removed, 2 = one
+# failed attempt), u8 check byte.  A remove therefore appends 4 bytes to a small inline
+# file instead of rewriting the segment; when the last live record of a sealed segment
+# goes, the segment and its marks file are deleted instead.  A torn or bad entry is
+# ignored (at worst a delivered record is sent again; a record is never lost).
+#
+# Sequence numbers strictly increase across reboots: at open the next seq is the
+# largest of (the `seq` file, 1 + every seq still present in a segment, removed or not).
+# Only deleting a segment can make a seq vanish, so the `seq` file is rewritten
+# (tmp + rename) just before a segment is deleted that holds seqs at or above the value
+# it holds: at most once per deleted segment, never per append.  (The one exception:
+# the newest record being damaged by the flash itself; its seq may then come again.)
+#
+# Recovery at open, per segment: records are checked (envelope, CRC, seq order, kind);
+# after damage the scan resynchronises on the next intact envelope, so a torn or
+# flipped record costs only itself.  A damaged segment is copied to bad/ and rewritten
+# with its good records (tmp + rename); an empty or all-bad one is moved to bad/; a
+# leftover `.tmp` in q/ is moved to bad/.  Each is logged with its name and counted in
+# `corrupt`.  Recovery is idempotent: a power cut during it is repaired at the next open.
+#
+# Format versions: a segment holding a record with an intact envelope but an unknown
+# version is left in place untouched (none of its records is queued), reported and
+# counted in `unknown` (a later library wrote it; an older one never deletes it).
+# Nothing is deleted on upgrade.  bad/ is never emptied by the journal.
+#
+# Index in RAM, one per stream (each stream is in seq order on flash, so nothing is
+# sorted at open): seq, tx, and offset, kind and attempts packed in a third 32-bit word,
+# 12 bytes per queued record (length and flags are read from the record's header; flags,
+# rarely used, live in a small dict), in chunks of 16 records (one 192-byte block each),
+# plus four 32-bit ints per segment, also in chunks.  Chunks, not growing arrays: on a fragmented
+# heap (the simulator's, after loading its code, has no free block above ~3 KB) a long
+# queue must never need one large block, nor a sort's n-item list at boot.  Chunks before
+# the head are released as the queue is delivered.  The index of the next record is
+# allocated before the record is written, so a MemoryError never leaves a record on
+# flash that the index does not know.  Measured on the 64-bit unix port: ~34 KB for
+# 2,000 queued records (24 KB of records, the rest chunk and segment overhead); the
+# simulator's default heap holds a queue of 1,000 transactions with ~30 KB to spare.
+# No bodies in RAM.
+#
+
 import os
 import struct
 from array import array
@@ -142,8 +155,10 @@ _EIO = const(5)
 _PACK = "<BBBBIIIIBBH"  # v1 header
 _STREAMS = "tm"         # stream 0: START/STOP, stream 1: METER
 # Index arrays and their item types (MicroPython arrays have no .typecode).
-_INDEX = (("_seq", "I"), ("_tx", "I"), ("_len", "H"), ("_off", "H"),
-          ("_kind", "B"), ("_att", "B"), ("_flg", "H"))
+# Index chunks (see _Index).
+_CB = const(4)          # 16 records per index chunk
+_CN = const(16)
+_CM = const(15)
 
 
 def _step(path):
@@ -187,6 +202,155 @@ def _envelope(d, n, p):
     return end - p
 
 
+class _Col:
+    """A list of unsigned 32-bit ints (a segment column) in 128-byte chunks: like a
+    list, but it never asks for one large block as it grows (see _Index)."""
+
+    def __init__(self):
+        self.c = []
+        self.n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += self.n
+        return self.c[i >> 5][i & 31]
+
+    def __setitem__(self, i, v):
+        if i < 0:
+            i += self.n
+        self.c[i >> 5][i & 31] = v
+
+    def append(self, v):
+        i = self.n
+        if i >> 5 == len(self.c):
+            self.c.append(array("I", bytes(128)))
+        self.c[i >> 5][i & 31] = v
+        self.n = i + 1
+
+    def pop(self):
+        self.n -= 1
+        v = self.c[self.n >> 5][self.n & 31]
+        del self.c[(self.n + 31) >> 5:]
+        return v
+
+    def __delitem__(self, k):
+        c = self.c
+        for i in range(k, self.n - 1):
+            c[i >> 5][i & 31] = c[(i + 1) >> 5][(i + 1) & 31]
+        self.pop()
+
+
+class _Index:
+    """The queued records of one stream in seq order.  Each chunk of _CN records is one
+    array of 3 x _CN words: seq, tx, off | kind << 16 | attempts << 18 (the length and
+    flags are in the record's header on flash).  Every chunk is the same small block
+    (192 B), allocated once per _CN appends: a long queue never needs a larger
+    contiguous block of RAM, and chunks fit the holes of a fragmented heap.  kind 0
+    marks a removed entry (skipped, compacted lazily)."""
+
+    def __init__(self):
+        self.c = []         # chunks
+        self.n = 0          # entries used
+        self.h = 0          # first entry that may be live
+        self.live = 0
+
+    def seq(self, i):
+        return self.c[i >> _CB][i & _CM]
+
+    def tx(self, i):
+        return self.c[i >> _CB][_CN + (i & _CM)]
+
+    def off(self, i):
+        return self.c[i >> _CB][2 * _CN + (i & _CM)] & 0xFFFF
+
+    def kind(self, i):
+        return (self.c[i >> _CB][2 * _CN + (i & _CM)] >> 16) & 3
+
+    def att(self, i):
+        return self.c[i >> _CB][2 * _CN + (i & _CM)] >> 18
+
+    def set_att(self, i, a):
+        ch = self.c[i >> _CB]
+        j = 2 * _CN + (i & _CM)
+        ch[j] = ch[j] & 0x3FFFF | a << 18
+
+    def reserve(self):
+        """Make room for one more push (allocates a chunk when needed)."""
+        if self.n >> _CB == len(self.c):
+            self.c.append(array("I", bytes(12 * _CN)))
+
+    def push(self, seq, tx, off, kind, att):
+        i = self.n
+        self.reserve()
+        ch = self.c[i >> _CB]
+        j = i & _CM
+        ch[j] = seq
+        ch[_CN + j] = tx
+        ch[2 * _CN + j] = off | kind << 16 | att << 18
+        self.n = i + 1
+        self.live += 1
+
+    def last(self):
+        """Seq of the newest entry (removed or not), -1 if none."""
+        return self.seq(self.n - 1) if self.n else -1
+
+    def lower(self, x):
+        """First entry at or after the head whose seq is >= x."""
+        c = self.c
+        lo = self.h
+        hi = self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if c[mid >> _CB][mid & _CM] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def next_live(self, i):
+        n = self.n
+        while i < n and not self.kind(i):
+            i += 1
+        return i
+
+    def find(self, seq):
+        i = self.lower(seq)
+        if i < self.n and self.seq(i) == seq and self.kind(i):
+            return i
+        return -1
+
+    def kill(self, i):
+        ch = self.c[i >> _CB]
+        j = 2 * _CN + (i & _CM)
+        ch[j] &= ~0x30000
+        self.live -= 1
+        self.h = h = self.next_live(self.h)
+        c = self.c
+        if h >= _CN:
+            # Whole chunks before the head: release them.
+            d = h >> _CB
+            del c[:d]
+            self.h = h - (d << _CB)
+            self.n -= d << _CB
+        dead = self.n - self.h - self.live
+        if dead > 32 and dead > self.live:
+            # Removed entries in the middle: compact in place, release spare chunks.
+            w = self.h
+            for r in range(self.h, self.n):
+                if self.kind(r):
+                    if w != r:
+                        a = c[r >> _CB]
+                        b = c[w >> _CB]
+                        for k in range(0, 3 * _CN, _CN):
+                            b[k + (w & _CM)] = a[k + (r & _CM)]
+                    w += 1
+            self.n = w
+            del c[(w + _CM) >> _CB:]
+
+
 class Journal:
     """The queue of transaction-related messages, durable on flash.
 
@@ -226,16 +390,14 @@ class Journal:
         self._hdr = bytearray(_HLEN)
         self._hv = memoryview(self._hdr)
         self._mk = bytearray(4)
-        # Record index, sorted by seq; kind 0 marks a removed entry (compacted lazily).
-        for a, tc in _INDEX:
-            setattr(self, a, array(tc))
-        self._h = 0         # index of the first entry that may be live
-        self._n = 0         # live entries
+        # Record index per stream (START/STOP, METER), each in seq order.
+        self._ix = (_Index(), _Index())
+        self._flags = {}        # seq -> flags, for the (rare) records with flags
         # Segments per stream, in seq order: first seq, last seq, live records, bytes.
-        self._sf = ([], [])
-        self._sl = ([], [])
-        self._sn = ([], [])
-        self._ss = ([], [])
+        self._sf = (_Col(), _Col())
+        self._sl = (_Col(), _Col())
+        self._sn = (_Col(), _Col())
+        self._ss = (_Col(), _Col())
         self._sealed = [False, False]   # last segment of the stream takes no more appends
         self._map = {}                  # tx -> transactionId (few live transactions)
         self._floor = 0                 # value in the seq file
@@ -287,116 +449,17 @@ class Journal:
         codes.sort()
         top = 0                 # largest seq seen anywhere
         keep = []               # names whose marks files stay
-        # The index arrays are filled in scan order (segment by segment, so the two
-        # streams interleave) and sorted in place afterwards: no second copy in RAM.
-        t_seq = self._seq
         buf = bytearray(self._segsize)
         for code in codes:
-            s = code & 1
-            first = code >> 1
-            name = "%s%08d" % (_STREAMS[s], first)
-            path = q + "/" + name
-            try:
-                n = os.stat(path)[6]
-                d = bytearray(n) if n > len(buf) else buf
-                if n:
-                    with open(path, "rb") as f:
-                        n = f.readinto(d, n)
-            except (OSError, MemoryError) as e:
-                # Unreadable (a directory, an I/O error): left alone, its name never reused.
-                self.log("journal: q/%s: unreadable, left alone: %r" % (name, e))
-                keep.append(name)
-                if first + 1 > top:
-                    top = first + 1
-                continue
-            offs, bad, foreign = self._parse(d, n, first, s)
-            if foreign:
-                self.unknown += 1
-                keep.append(name)
-                if first + 1 > top:
-                    top = first + 1
-                self.log("journal: q/%s: unknown format version %d, left in place" % (name, foreign))
-                continue
-            if not offs:
-                self.corrupt += 1
-                why = "empty (interrupted create)" if n == 0 else "no valid record (%d bytes)" % n
-                if self._quarantine(path, name, why):
-                    store.remove(path + ".m")
-                elif first + 1 > top:
-                    top = first + 1     # still in q/: its name must never be reused
-                continue
-            sealed = False
-            if bad:
-                self.corrupt += len(bad) >> 1
-                for i in range(0, len(bad), 2):
-                    self.log("journal: q/%s: torn/corrupt bytes %d..%d" % (name, bad[i], bad[i + 1]))
-                mv = memoryview(d)
-                self._quarantine(path, name, "original kept", mv[:n])
-                clean = bytearray()
-                for p in offs:
-                    clean.extend(mv[p:p + _HLEN + struct.unpack_from("<I", d, p + 8)[0]])
-                try:
-                    store.atomic_write(path, clean)
-                    self.bytes_written += len(clean)
-                    d = clean
-                    n = len(clean)
-                    p = 0
-                    for i in range(len(offs)):
-                        offs[i] = p
-                        p += _HLEN + struct.unpack_from("<I", d, p + 8)[0]
-                except OSError as e:
-                    # Keep indexing the original offsets; never append after the damage.
-                    self.log("journal: q/%s: could not rewrite: %r" % (name, e))
-                    sealed = True
-            # Records of this segment, less those its marks say are removed.
-            rm = fails = None
-            if name in marks:
-                keep.append(name)
-                rm, fails = self._marks(path + ".m")
-            live = 0
-            for p in offs:
-                seq, tx, kind, _, flags = struct.unpack_from("<IIBBH", d, p + 12)
-                dl = seq - first
-                if rm and dl in rm:
-                    continue
-                t_seq.append(seq)
-                self._tx.append(tx)
-                self._len.append(struct.unpack_from("<I", d, p + 8)[0])
-                self._off.append(p)
-                self._kind.append(kind)
-                self._att.append(min(255, fails.get(dl, 0)) if fails else 0)
-                self._flg.append(flags)
-                live += 1
-            last = struct.unpack_from("<I", d, offs[-1] + 12)[0]
-            if last + 1 > top:
-                top = last + 1
-            self._sf[s].append(first)
-            self._sl[s].append(last)
-            self._sn[s].append(live)
-            self._ss[s].append(n)
-            self._sealed[s] = sealed
+            v = self._load(code, buf, marks, keep)
+            if v > top:
+                top = v
         del buf
         # Marks files whose segment is gone (crash between the two deletes).
         for name in marks:
             if name not in keep:
                 self.log("journal: q/%s.m: orphan marks removed" % name)
                 store.remove(q + "/" + name + ".m")
-        # Sort the index by seq, permuting all arrays in place (cycle by cycle).
-        n = len(t_seq)
-        for i in range(1, n):
-            if t_seq[i - 1] >= t_seq[i]:
-                self._permute(sorted(range(n), key=lambda i: t_seq[i]))
-                break
-        self._n = n
-        for i in range(1, n):
-            if t_seq[i] == t_seq[i - 1]:    # only if files were copied around by hand
-                self.log("journal: duplicate seq %d ignored" % t_seq[i])
-                self._kind[i] = 0
-                self._n -= 1
-        h = 0
-        while h < n and self._kind[h] == 0:
-            h += 1
-        self._h = h
         # Seq floor.
         v = store.read(self._seqf)
         if v is not None:
@@ -431,6 +494,90 @@ class Journal:
                 self._quarantine(p, "tx" + name, "unreadable transaction id")
             else:
                 self._map[tx] = v
+
+    def _load(self, code, buf, marks, keep):
+        """Index one segment; returns a lower bound for the next seq (0: none)."""
+        q = self._q
+        s = code & 1
+        first = code >> 1
+        name = "%s%08d" % (_STREAMS[s], first)
+        path = q + "/" + name
+        try:
+            n = os.stat(path)[6]
+            d = bytearray(n) if n > len(buf) else buf
+            if n:
+                with open(path, "rb") as f:
+                    n = f.readinto(d, n)
+        except (OSError, MemoryError) as e:
+            # Unreadable (a directory, an I/O error): left alone, its name never reused.
+            self.log("journal: q/%s: unreadable, left alone: %r" % (name, e))
+            keep.append(name)
+            return first + 1
+        offs, bad, foreign = self._parse(d, n, first, s)
+        if foreign:
+            self.unknown += 1
+            keep.append(name)
+            self.log("journal: q/%s: unknown format version %d, left in place" % (name, foreign))
+            return first + 1
+        if not offs:
+            self.corrupt += 1
+            why = "empty (interrupted create)" if n == 0 else "no valid record (%d bytes)" % n
+            if self._quarantine(path, name, why):
+                store.remove(path + ".m")
+                return 0
+            return first + 1    # still in q/: its name must never be reused
+        sealed = False
+        if bad:
+            d, n, sealed = self._repair(path, name, d, n, offs, bad)
+        # Records of this segment, less those its marks say are removed.
+        rm = fails = None
+        if name in marks:
+            keep.append(name)
+            rm, fails = self._marks(path + ".m")
+        live = 0
+        ix = self._ix[s]
+        for p in offs:
+            seq, tx, kind, _, flags = struct.unpack_from("<IIBBH", d, p + 12)
+            dl = seq - first
+            if rm and dl in rm:
+                continue
+            if seq <= ix.last():    # only if files were copied around by hand
+                self.log("journal: q/%s: seq %d out of order, ignored" % (name, seq))
+                continue
+            ix.push(seq, tx, p, kind, min(255, fails.get(dl, 0)) if fails else 0)
+            if flags:
+                self._flags[seq] = flags
+            live += 1
+        last = struct.unpack_from("<I", d, offs[-1] + 12)[0]
+        self._sf[s].append(first)
+        self._sl[s].append(last)
+        self._sn[s].append(live)
+        self._ss[s].append(n)
+        self._sealed[s] = sealed
+        return last + 1
+
+    def _repair(self, path, name, d, n, offs, bad):
+        # Keep the original in bad/, rewrite the segment with its good records only.
+        self.corrupt += len(bad) >> 1
+        for i in range(0, len(bad), 2):
+            self.log("journal: q/%s: torn/corrupt bytes %d..%d" % (name, bad[i], bad[i + 1]))
+        mv = memoryview(d)
+        self._quarantine(path, name, "original kept", mv[:n])
+        clean = bytearray()
+        for p in offs:
+            clean.extend(mv[p:p + _HLEN + struct.unpack_from("<I", d, p + 8)[0]])
+        try:
+            store.atomic_write(path, clean)
+        except OSError as e:
+            # Keep indexing the original offsets; never append after the damage.
+            self.log("journal: q/%s: could not rewrite: %r" % (name, e))
+            return d, n, True
+        self.bytes_written += len(clean)
+        p = 0
+        for i in range(len(offs)):
+            offs[i] = p
+            p += _HLEN + struct.unpack_from("<I", clean, p + 8)[0]
+        return clean, len(clean), False
 
     def _parse(self, d, n, first, s):
         """Valid v1 record offsets, bad byte ranges (flat start, end pairs), foreign version."""
@@ -477,61 +624,22 @@ class Journal:
                     fails[dl] = fails.get(dl, 0) + 1
         return rm, fails
 
-    def _permute(self, order):
-        # Reorder every index array so that entry i becomes old entry order[i].
-        arrays = [getattr(self, a) for a, _ in _INDEX]
-        for start in range(len(order)):
-            if order[start] < 0:
-                continue
-            saved = [a[start] for a in arrays]
-            i = start
-            while True:
-                j = order[i]
-                order[i] = -1
-                if j == start:
-                    for k in range(len(arrays)):
-                        arrays[k][i] = saved[k]
-                    break
-                for a in arrays:
-                    a[i] = a[j]
-                i = j
-
     # --------------------------------------------------------------- helpers
     def _path(self, s, first):
         return "%s/%s%08d" % (self._q, _STREAMS[s], first)
 
     def _find(self, seq):
-        a = self._seq
-        i = _bisect(a, seq, self._h, len(a))
-        if i < len(a) and a[i] == seq and self._kind[i]:
-            return i
-        return -1
+        """(stream, index entry) of a queued seq, or (0, -1)."""
+        i = self._ix[0].find(seq)
+        if i >= 0:
+            return 0, i
+        i = self._ix[1].find(seq)
+        return (1, i) if i >= 0 else (0, -1)
 
     def _seg(self, s, seq):
         # Index of the segment of stream s holding seq: the last one with first <= seq.
         sf = self._sf[s]
         return _bisect(sf, seq + 1, 0, len(sf)) - 1
-
-    def _kill(self, i):
-        # Drop index entry i (its record is gone from flash, or marked removed).
-        k = self._kind
-        k[i] = 0
-        self._n -= 1
-        h = self._h
-        top = len(k)
-        while h < top and k[h] == 0:
-            h += 1
-        self._h = h
-        dead = top - self._n
-        if dead > 32 and dead > self._n:
-            keep = [j for j in range(h, top) if k[j]]
-            for a, tc in _INDEX:
-                old = getattr(self, a)
-                new = array(tc)
-                for j in keep:
-                    new.append(old[j])
-                setattr(self, a, new)
-            self._h = 0
 
     def _mark(self, s, k, seq, op):
         dl = seq - self._sf[s][k]
@@ -588,20 +696,19 @@ class Journal:
         """Drop the oldest METER segment (all its records); False if there is none."""
         if not self._sf[1]:
             return False
-        first = self._sf[1][0]
         last = self._sl[1][0]
-        a = self._seq
-        i = _bisect(a, first, self._h, len(a))
+        ix = self._ix[1]
         todo = []
-        while i < len(a) and a[i] <= last:
-            if self._kind[i] == METER:
-                todo.append(a[i])
-            i += 1
+        i = ix.next_live(ix.h)
+        while i < ix.n and ix.seq(i) <= last:
+            todo.append(ix.seq(i))
+            i = ix.next_live(i + 1)
         for seq in todo:
             self.log("journal: flash short, dropped MeterValues seq %d" % seq)
         self._delseg(1, 0)
         for seq in todo:
-            self._kill(self._find(seq))
+            ix.kill(ix.find(seq))
+            self._flags.pop(seq, None)
             self.dropped_meter += 1
         return True
 
@@ -616,6 +723,13 @@ class Journal:
         struct.pack_into(_PACK, h, 0, _M0, _M1, VERSION, _HLEN, 0, n, seq, tx, kind, 0, flags)
         c = crc32(body, crc32(self._hv[8:], crc32(self._hv[:4])))
         struct.pack_into("<I", h, 4, c)
+        # RAM first: a record on flash must be in the index, so whatever can run out of
+        # memory happens before the write (a MemoryError then queues nothing).
+        self._ix[s].reserve()
+        lists = (sf, self._sl[s], self._sn[s], self._ss[s])
+        if new:
+            for a in lists:
+                a.append(0)
         try:
             f = open(path, "ab")
             try:
@@ -629,6 +743,8 @@ class Journal:
             # segment holds nothing else, so it goes (best effort; else the next open
             # reports it).
             if new:
+                for a in lists:
+                    a.pop()
                 store.remove(path)
             else:
                 self._sealed[s] = True
@@ -636,23 +752,18 @@ class Journal:
         self.bytes_written += rl
         _step(path)
         if new:
-            sf.append(seq)
-            self._sl[s].append(seq)
-            self._sn[s].append(1)
-            self._ss[s].append(rl)
+            sf[-1] = seq
+            self._sl[s][-1] = seq
+            self._sn[s][-1] = 1
+            self._ss[s][-1] = rl
             self._sealed[s] = False
         else:
             self._sl[s][-1] = seq
             self._sn[s][-1] += 1
             self._ss[s][-1] += rl
-        self._seq.append(seq)
-        self._tx.append(tx)
-        self._len.append(n)
-        self._off.append(0 if new else self._ss[s][-1] - rl)
-        self._kind.append(kind)
-        self._att.append(0)
-        self._flg.append(flags)
-        self._n += 1
+        self._ix[s].push(seq, tx, 0 if new else self._ss[s][-1] - rl, kind, 0)
+        if flags:
+            self._flags[seq] = flags
         # The record is durable and indexed: from here on nothing may raise.
         if new and len(sf) > 1 and self._sn[s][-2] == 0:
             try:
@@ -668,7 +779,8 @@ class Journal:
         Returns its seq (strictly increasing, also across reboots).  When free space
         is below `min_free`, the oldest METER records are dropped first (logged,
         counted in `dropped_meter`); START/STOP never are.  If that is not enough,
-        raises OSError(ENOSPC) and queues nothing.
+        raises OSError(ENOSPC) and queues nothing.  A STOP may use the lower half of
+        `min_free`: a transaction that could start must be able to end.
         """
         if kind != START and kind != STOP and kind != METER:
             raise ValueError("kind")
@@ -683,9 +795,12 @@ class Journal:
             # ENOSPC from the write is handled below the same way.
             need = self._segsize + _HLEN + n
             if self._slack < need:
+                floor = self.min_free // 2 if kind == STOP else self.min_free
                 f = self._free()
-                while f < self.min_free:
+                while f < floor + need:
                     if not self._drop_meter():
+                        if f >= floor:
+                            break
                         self._slack = -1
                         raise OSError(_ENOSPC)
                     f = self._free()
@@ -704,31 +819,42 @@ class Journal:
                     raise
 
     def __len__(self):
-        return self._n
+        return self._ix[0].live + self._ix[1].live
 
-    def _tuple(self, i):
-        return (self._seq[i], self._kind[i], self._tx[i], self._att[i], self._flg[i])
+    def _tuple(self, s, i):
+        ix = self._ix[s]
+        seq = ix.seq(i)
+        return (seq, ix.kind(i), ix.tx(i), ix.att(i), self._flags.get(seq, 0))
+
+    def _first_from(self, nxt):
+        # (stream, entry) of the first queued record with seq >= nxt, or (-1, 0).
+        bs = -1
+        bi = bq = 0
+        for s in (0, 1):
+            ix = self._ix[s]
+            i = ix.next_live(ix.lower(nxt))
+            if i < ix.n:
+                q = ix.seq(i)
+                if bs < 0 or q < bq:
+                    bs, bi, bq = s, i, q
+        return bs, bi
 
     def head(self):
         """The oldest record as (seq, kind, tx, attempts, flags), or None."""
-        if self._h >= len(self._seq):
-            return None
-        return self._tuple(self._h)
+        s, i = self._first_from(0)
+        return None if s < 0 else self._tuple(s, i)
 
     def records(self):
         """Iterate (seq, kind, tx, attempts, flags) in order.  Removing while iterating
         is allowed (each step looks the position up again)."""
         nxt = 0
         while True:
-            a = self._seq
-            i = _bisect(a, nxt, self._h, len(a))
-            k = self._kind
-            while i < len(a) and k[i] == 0:
-                i += 1
-            if i >= len(a):
+            s, i = self._first_from(nxt)
+            if s < 0:
                 return
-            nxt = a[i] + 1
-            yield self._tuple(i)
+            r = self._tuple(s, i)
+            nxt = r[0] + 1
+            yield r
 
     def read(self, seq, buf):
         """Read the body of `seq` into `buf` (bytearray/memoryview); returns its length.
@@ -737,20 +863,21 @@ class Journal:
         fails its CRC now (flash damaged since open), it is logged, copied to bad/,
         removed from the queue, counted in `corrupt`, and OSError(EIO) is raised.
         """
-        i = self._find(seq)
+        s, i = self._find(seq)
         if i < 0:
             raise KeyError(seq)
-        n = self._len[i]
-        if n > len(buf):
-            raise ValueError("body is %d bytes" % n)
-        kind = self._kind[i]
-        s = 1 if kind == METER else 0
+        ix = self._ix[s]
         k = self._seg(s, seq)
         path = self._path(s, self._sf[s][k])
         h = self._hdr
         with open(path, "rb") as f:
-            f.seek(self._off[i])
-            ok = f.readinto(h) == _HLEN and (n == 0 or f.readinto(buf, n) == n)
+            f.seek(ix.off(i))
+            ok = (f.readinto(h) == _HLEN and h[0] == _M0 and h[1] == _M1
+                  and struct.unpack_from("<I", h, 12)[0] == seq)
+            n = struct.unpack_from("<I", h, 8)[0] if ok else 0
+            if ok and n > len(buf) and n <= _MAXBODY:
+                raise ValueError("body is %d bytes" % n)
+            ok = ok and n <= _MAXBODY and (n == 0 or f.readinto(buf, n) == n)
         if ok:
             c = crc32(self._hv[8:], crc32(self._hv[:4]))
             if n:
@@ -771,10 +898,9 @@ class Journal:
 
     def remove(self, seq):
         """Forget a delivered (or given-up) record.  Unknown seq: no-op."""
-        i = self._find(seq)
+        s, i = self._find(seq)
         if i < 0:
             return
-        s = 1 if self._kind[i] == METER else 0
         k = self._seg(s, seq)
         sn = self._sn[s]
         active = k == len(sn) - 1 and not self._sealed[s]
@@ -788,20 +914,21 @@ class Journal:
         if not done:
             self._mark(s, k, seq, _RM)
             sn[k] -= 1
-        self._kill(i)
+        self._ix[s].kill(i)
+        self._flags.pop(seq, None)
 
     def failed(self, seq):
         """Count one CALLERROR for `seq` (persisted); returns the attempts so far.
         Unknown seq (already removed or dropped): returns 0."""
-        i = self._find(seq)
+        s, i = self._find(seq)
         if i < 0:
             return 0
-        s = 1 if self._kind[i] == METER else 0
         self._mark(s, self._seg(s, seq), seq, _FAIL)
-        a = self._att[i]
+        ix = self._ix[s]
+        a = ix.att(i)
         if a < 255:
             a += 1
-            self._att[i] = a
+            ix.set_att(i, a)
         return a
 
     def set_txid(self, tx, txid):
@@ -812,6 +939,10 @@ class Journal:
         store.atomic_write("%s/%d" % (self._txd, tx), b)
         self.bytes_written += len(b)
         self._map[tx] = txid
+
+    def mapped(self):
+        """Local transactions with a known transactionId (a list)."""
+        return list(self._map)
 
     def txid(self, tx):
         """The transactionId of `tx`, -1 if its START was given up, None if not known yet."""

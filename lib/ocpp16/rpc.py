@@ -14,9 +14,11 @@
 import json
 import sys
 import asyncio
+from asyncio import core
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
 from ocpp16.jsonw import Writer
+from ocpp16.ws import SENT
 
 RESULT = const(0)
 CALLERROR = const(1)
@@ -62,6 +64,43 @@ def field(p, name, typ, required=True):
     return v
 
 
+def _is_id(s, n):
+    # s == str(n) (n > 0) without making str(n), 64 B.  int() also takes " 12", "+12",
+    # "012" or "1_2", but such a spelling of as many characters as n has digits has
+    # fewer significant digits, so its value is below n.
+    k = 1
+    m = n
+    while m >= 10:
+        m //= 10
+        k += 1
+    if len(s) != k:
+        return False
+    try:
+        return int(s) == n
+    except ValueError:
+        return False
+
+
+_STOP = StopIteration()  # raised by _Answer: preallocated
+
+
+class _Answer(asyncio.Event):
+    """What call() awaits: set when the CALL is settled.  Event.wait() is a coroutine and
+    ThreadSafeFlag.wait() one plus an IOQueue entry (~200 B per CALL); this puts the task
+    on the event's queue as wait() does, so set() wakes it and cancel() takes it off."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.state:
+            self.waiting.push(core.cur_task)
+            core.cur_task.data = self.waiting
+            return None
+        _STOP.__traceback__ = None  # else each raise would add to it
+        raise _STOP
+
+
 def _peek_id(mv):
     # The uniqueId of a frame json.loads refused: `[<digit>,"<id>"` at the start.
     b = bytes(mv[:64])
@@ -92,7 +131,8 @@ class Rpc:
         self._id = 0          # last uniqueId sent (digits); unique per connection and beyond
         self._pending = 0     # uniqueId of the outstanding CALL, 0 = none
         self._deadline = 0
-        self._done = asyncio.ThreadSafeFlag()
+        self._answer = _Answer()
+        self._aw = None       # a send still under way (see _put)
         self._lock = asyncio.Lock()
         # Outcome of the last call()
         self.outcome = OFFLINE
@@ -123,14 +163,30 @@ class Rpc:
         Waits for the answer and returns RESULT, CALLERROR, TIMEOUT or OFFLINE; the answer is
         in `self.payload` (dict) or `self.error_code` / `self.error_description`.
         """
+        # The only allocation here is this coroutine (128 B on 64-bit), so its frame is kept
+        # small: no try blocks, no locals; the work is in _put() and the slow paths.
         if not self.online:
             self.outcome = OFFLINE
             return OFFLINE
         self.payload = self.error_code = self.error_description = None
-        await self._lock.acquire()
+        # A free lock is taken as acquire() would, without the coroutine acquire() costs
+        # (asyncio.Lock.state: 0 = free, 1 = held, a Task = being handed over).
+        if self._lock.state == 0:
+            self._lock.state = 1
+        else:
+            await self._lock.acquire()  # _reply or _error has the transmit buffer
+        if self._put(action, encode, arg):
+            await self._sent()
+        await self._answer  # at once when the send failed (OFFLINE)
+        return self.outcome
+
+    def _put(self, action, encode, arg):
+        # call() with the lock held: write the CALL and hand it to the websocket.  True when
+        # the send is still under way (call() then awaits _sent()); else the lock is
+        # released, and a failed send has ended the call OFFLINE.
+        w = self.w
         try:
             self._id += 1
-            w = self.w
             w.reset()
             w.raw(b'[2,"')
             w.int(self._id)
@@ -141,22 +197,38 @@ class Rpc:
             w.raw(b"]")
             self._pending = self._id
             self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
-            self._done.clear()
+            self._answer.clear()
+            self._trace(b">> ", w.buf, w.n)
             try:
-                await self._send()
+                aw = self.ws.send(w.n)
             except OSError:
-                self._pending = 0
-                self.outcome = OFFLINE
-                return OFFLINE
+                self._finish(OFFLINE)
+                aw = SENT
+        except BaseException:
+            self._lock.release()
+            raise
+        if aw is SENT:
+            self._lock.release()
+            return False
+        self._aw = aw
+        return True
+
+    async def _sent(self):
+        # The rest of a send the socket did not take at once (or any other websocket's
+        # send), with the lock held until it is done.
+        aw = self._aw
+        self._aw = None
+        try:
+            await aw
+        except OSError:
+            self._finish(OFFLINE)
         finally:
             self._lock.release()
-        await self._done.wait()
-        return self.outcome
 
     def _finish(self, outcome):
         self._pending = 0
         self.outcome = outcome
-        self._done.set()
+        self._answer.set()
 
     def tick(self):
         """Called periodically by the supervisor: frees the slot after the response timeout."""
@@ -222,19 +294,47 @@ class Rpc:
             if mv is None:
                 break
             self._trace(b"<< ", mv, len(mv))
-            if not await self.handle(mv):
+            # Answers to our CALLs, most of the traffic, are settled without a coroutine.
+            msg = self._settle(mv)
+            if msg is not True and not await self._handle(mv, msg):
                 await ws.close(1002)
                 break
         self.disconnected()
 
     async def handle(self, mv):
         """Handle one text message; False when it is beyond repair (the link is closed)."""
+        msg = self._settle(mv)
+        return msg is True or await self._handle(mv, msg)
+
+    def _settle(self, mv):
+        # Parse a frame.  An answer (CALLRESULT, CALLERROR) settles the outstanding CALL:
+        # -> True.  Else -> the frame if it is shaped [type:int, uniqueId:str, ...], or None.
         try:
             msg = json.loads(mv)
         except ValueError:
-            msg = None
+            return None
         if not (isinstance(msg, list) and len(msg) >= 3 and isinstance(msg[0], int)
                 and isinstance(msg[1], str)):
+            return None
+        t = msg[0]
+        if t != 3 and t != 4:
+            return msg
+        uid = msg[1]
+        if not self._pending or not _is_id(uid, self._pending):
+            self.log("rpc: answer to unknown uniqueId %s ignored" % uid)
+        elif t == 3:
+            self.payload = msg[2] if isinstance(msg[2], dict) else {}
+            self._finish(RESULT)
+        else:
+            code = msg[2] if isinstance(msg[2], str) else "GenericError"
+            self.error_code = _ALIASES.get(code, code)
+            self.error_description = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
+            self._finish(CALLERROR)
+        return True
+
+    async def _handle(self, mv, msg):
+        # handle() for all but answers: CALLs, malformed frames (msg None), unknown types.
+        if msg is None:
             uid = _peek_id(mv)
             if uid is None:
                 self.log("rpc: unreadable frame without a uniqueId; closing the link")
@@ -250,17 +350,6 @@ class Rpc:
                 await self._error(uid, "TypeConstraintViolation", "payload must be an object")
             else:
                 await self._dispatch(uid, msg[2], msg[3])
-        elif t == 3 or t == 4:
-            if not self._pending or uid != str(self._pending):
-                self.log("rpc: answer to unknown uniqueId %s ignored" % uid)
-            elif t == 3:
-                self.payload = msg[2] if isinstance(msg[2], dict) else {}
-                self._finish(RESULT)
-            else:
-                code = msg[2] if isinstance(msg[2], str) else "GenericError"
-                self.error_code = _ALIASES.get(code, code)
-                self.error_description = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
-                self._finish(CALLERROR)
         else:
             self.log("rpc: frame of unknown type %d ignored" % t)
         return True

@@ -1,15 +1,34 @@
 """Timestamps that stay truthful across reboots, even when taken before the clock was set.
 
 An event recorded while the clock is unset gets a relative stamp "~<boot>.<seconds since
-power-on>" in its journal body.  When the clock is set during that boot, the offset is
-persisted (`time/<boot>`), so the stamp resolves exactly, even after later reboots.  If
-that boot never learnt the time, the stamp resolves to a lower bound: the last time known
-before that boot started (`time/f<boot>`, from `time/last`) plus its uptime.  Never 1970.
+power-on>" in its journal body.  It is resolved when the message is sent:
+
+- exact, when that boot learnt the time: its offset (Unix time at its power-on) is
+  persisted in `time/<boot>` when the clock is first set, and kept across reboots;
+- otherwise a lower bound: the latest time known to have passed before that boot began
+  (`time/f<boot>`, from `time/last`: the first clock set of an earlier boot, or the stamp
+  of the last meter save before the power went, see advance()) plus the uptime;
+- otherwise an upper bound: the power-on time of the first later boot that learnt the
+  time (the event happened before that boot began);
+- otherwise (nothing known, e.g. the current boot has no clock yet) None: the caller
+  waits.  Never 1970.
+
+Resolution depends only on files, never on when the message is sent, so a message sent
+again after a power cut carries the same timestamps.  The files of the last `_KEEP`
+boots are kept; older relative stamps fall back to the bounds above.
 """
+import os
 from ocpp16 import store
 from ocpp16.clock import EARLIEST, write_iso
 
 _KEEP = 32   # offsets of this many recent boots are kept
+
+
+def _int(raw):
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 class TimeBase:
@@ -19,13 +38,22 @@ class TimeBase:
         self.clock = clock
         self.src = board_seconds
         self.log = log
-        raw = store.read(self.dir + "/boot")
-        self.boot = (int(raw) if raw else 0) + 1
+        self.offset = None      # Unix time at this power-on, once the clock is set
+        last = _int(store.read(self.dir + "/boot"))
+        if last is None:
+            # Lost or damaged: never reuse a boot number a relative stamp may carry.
+            last = 0
+            for name in os.listdir(self.dir):
+                v = _int(name[1:] if name[:1] == "f" else name)
+                if v is not None and v > last:
+                    last = v
+            if last:
+                log("time: boot counter unreadable; resuming after boot %d" % last)
+        self.boot = last + 1
         store.atomic_write(self.dir + "/boot", str(self.boot))
         store.remove(self.dir + "/%d" % (self.boot - _KEEP))
         store.remove(self.dir + "/f%d" % (self.boot - _KEEP))
-        raw = store.read(self.dir + "/last")
-        self.last = int(raw) if raw else 0
+        self.last = _int(store.read(self.dir + "/last")) or 0
         if self.last:
             store.atomic_write(self.dir + "/f%d" % self.boot, str(self.last))
 
@@ -33,13 +61,22 @@ class TimeBase:
         """Call after the clock was set: persists this boot's offset."""
         off = self.clock.now() - int(self.src())
         store.atomic_write(self.dir + "/%d" % self.boot, str(off))
+        self.offset = off
         self.note_time()
 
     def note_time(self):
-        """Persist the current time as the last known one (done with meter saves)."""
+        """Persist the current time as the last known one."""
         t = self.clock.now()
         if t:
             store.atomic_write(self.dir + "/last", str(t))
+            self.last = t
+
+    def advance(self, t):
+        """`t` (Unix time) is known to have passed before this boot began (e.g. the stamp
+        of the last meter save): raise this boot's lower bound to it."""
+        if t and t >= EARLIEST and t > self.last and self.offset is None:
+            store.atomic_write(self.dir + "/last", str(t))
+            store.atomic_write(self.dir + "/f%d" % self.boot, str(t))
             self.last = t
 
     def write(self, w, t, rel):
@@ -60,19 +97,28 @@ class TimeBase:
             return t, 0
         return 0, int(self.src())
 
+    def _offset(self, boot):
+        # Unix time at the power-on of `boot`, if that boot learnt the time.
+        if boot == self.boot:
+            if self.offset is None and self.clock.valid:
+                return self.clock.now() - int(self.src())
+            return self.offset
+        return _int(store.read(self.dir + "/%d" % boot))
+
     def resolve(self, boot, secs):
         """Unix time for a relative stamp, or None while it cannot be known yet."""
-        if boot == self.boot:
-            t = self.clock.now()
-            if t is None:
-                return None
-            return t - int(self.src()) + secs
-        raw = store.read(self.dir + "/%d" % boot)
-        if raw:
-            return int(raw) + secs
-        # That boot never learnt the time: the last time known before it is a lower bound.
-        raw = store.read(self.dir + "/f%d" % boot)
-        if raw and int(raw) >= EARLIEST:
-            return int(raw) + secs
-        # Nothing known before it (first boot ever, offline): now is an upper bound.
-        return self.clock.now()
+        off = self._offset(boot)
+        if off is not None:
+            return off + secs
+        if boot < self.boot:
+            # That boot never learnt the time: the last time known before it is a lower bound.
+            low = _int(store.read(self.dir + "/f%d" % boot))
+            if low is not None and low >= EARLIEST:
+                return low + secs
+            # Nothing known before it (e.g. the first boot ever, offline): it ended before
+            # the first later boot that learnt the time began.
+            for b in range(boot + 1, min(self.boot, boot + _KEEP) + 1):
+                off = self._offset(b)
+                if off is not None:
+                    return off
+        return None

@@ -10,6 +10,17 @@ A running transaction is also recorded in `tx/<connector>` (one small file, writ
 start).  If the charger boots and finds one, the power was cut mid-transaction: it is
 closed with a StopTransaction (reason PowerLoss, or the reason of a deliberate reboot
 noted in `tx/reboot`), meterStop and timestamp from the last saved register.
+
+Order of the writes, so that a power cut between any two of them is safe:
+- begin:  tx/<n>, meter.json, START.  A cut before the START is on flash leaves a tx/<n>
+  whose START is nowhere: the transaction never began (the relay was never closed), so
+  the next boot deletes it instead of inventing a StopTransaction for it.
+- sample, end: meter.json, then the record.  The register and stamp saved last are thus
+  never older than any record on flash, and a StopTransaction built from them at the
+  next boot is never stamped before a MeterValues it follows.
+Local transaction numbers never repeat: at boot the counter is raised above every number
+the journal still knows (a lost or damaged `tx/seq` file must not make an old
+transactionId apply to a new transaction).
 """
 import json
 from micropython import const
@@ -33,7 +44,18 @@ class Transactions:
         self._buf = bytearray(_BODY_SIZE)
         self.w = Writer(self._buf)
         raw = store.read(self.dir + "/seq")
-        self._seq = int(raw) if raw else 0
+        try:
+            self._seq = int(raw) if raw else 0
+        except ValueError:
+            self.log("tx: %s/seq unreadable; numbering resumes above the journal's" % self.dir)
+            self._seq = 0
+        # The last stamp saved before this boot is a time that had passed before it began.
+        st = cp.meter.saved_stamp
+        if isinstance(st, list) and len(st) == 3:
+            try:
+                cp.timebase.advance(st[0] or cp.timebase.resolve(st[1], st[2]))
+            except (TypeError, ValueError):
+                pass
 
     # -- helpers --------------------------------------------------------------------------
     def _next_local(self):
@@ -101,7 +123,15 @@ class Transactions:
         w.raw(b',"timestamp":')
         self._write_stamp(st)
         w.raw(b"}")
-        cp.journal.append(journal.START, local, memoryview(self._buf)[:w.n])
+        try:
+            cp.journal.append(journal.START, local, memoryview(self._buf)[:w.n])
+        except OSError as e:
+            # Flash full (even after dropping MeterValues): no transaction without its
+            # StartTransaction on flash.  The relay stays open.
+            self.log("tx: StartTransaction not queued (%r): no transaction on connector %d"
+                     % (e, n))
+            store.remove(self.dir + "/%d" % n)
+            return 0
         self.active[n] = tx
         self.log("tx: started local #%d on connector %d for %s, meterStart %d Wh"
                  % (local, n, tag, ms))
@@ -127,9 +157,12 @@ class Transactions:
         w.raw(b',"meterValue":[')
         self._sample(n, st, context, measurands)
         w.raw(b"]}")
-        cp.journal.append(journal.METER, tx["tx"] if tx else 0, memoryview(self._buf)[:w.n])
         if tx:
-            cp.meter.save(st)
+            cp.meter.save(st)       # before the record: see the module docstring
+        try:
+            cp.journal.append(journal.METER, tx["tx"] if tx else 0, memoryview(self._buf)[:w.n])
+        except OSError as e:
+            self.log("tx: MeterValues sample not queued: %r" % e)
 
     # -- stop -----------------------------------------------------------------------------
     def end(self, n, reason, tag=None, meter_stop=None):
@@ -144,10 +177,17 @@ class Transactions:
         st = self._stamp()
         if meter_stop is None:
             meter_stop = cp.meter.register(n)
-        self._journal_stop(n, tx, reason, tag, meter_stop, st)
-        cp.meter.save(st)
-        store.remove(self.dir + "/%d" % n)
+        cp.meter.save(st)           # before the record: see the module docstring
         self.active[n] = None
+        try:
+            self._journal_stop(n, tx, reason, tag, meter_stop, st)
+        except OSError as e:
+            # Not even the journal's reserve left: tx/<n> stays, so the next boot closes
+            # the transaction from the register and time just saved.
+            self.log("tx: StopTransaction of local #%d not queued (%r); the next boot "
+                     "closes it" % (tx["tx"], e))
+            return tx["tx"]
+        store.remove(self.dir + "/%d" % n)
         return tx["tx"]
 
     def _journal_stop(self, n, tx, reason, tag, meter_stop, st):
@@ -189,33 +229,73 @@ class Transactions:
         store.atomic_write(self.dir + "/reboot", reason)
 
     def recover(self):
-        """At boot: close transactions the last power-on left open."""
+        """At boot: close transactions the last power-on left open; tidy the journal's
+        transactionId map; make sure local numbers never repeat."""
         cp = self.cp
+        j = cp.journal
         reason = store.read(self.dir + "/reboot")
         reason = reason.decode() if reason else "PowerLoss"
         if reason not in REASONS:
             reason = "PowerLoss"
-        stopped = set()
-        for rec in cp.journal.records():
-            if rec[1] == journal.STOP:
-                stopped.add(rec[2])
+        running = {}
         for n in range(1, cp.connectors + 1):
             raw = store.read(self.dir + "/%d" % n)
             if raw is None:
                 continue
             try:
                 tx = json.loads(raw)
-                local = tx["tx"]
+                if not isinstance(tx["tx"], int):
+                    raise TypeError
             except (ValueError, KeyError, TypeError):
                 self.log("tx: unreadable %s/%d kept aside" % (self.dir, n))
                 store.atomic_write(self.dir + "/bad-%d" % n, raw)
                 store.remove(self.dir + "/%d" % n)
                 continue
-            if local not in stopped:
+            running[n] = tx
+        # One pass over the queue: which of the interesting local transactions still
+        # have records (bit 1: START, 2: STOP, 4: MeterValues), and the largest number.
+        mapped = j.mapped()
+        seen = {}
+        for tx in running.values():
+            seen[tx["tx"]] = 0
+        for t in mapped:
+            seen[t] = 0
+        top = self._seq
+        for rec in j.records():
+            t = rec[2]
+            if t > top:
+                top = t
+            if t in seen:
+                k = rec[1]
+                seen[t] |= 1 if k == journal.START else 2 if k == journal.STOP else 4
+        for t in mapped:
+            if t > top:
+                top = t
+        for n in running:
+            tx = running[n]
+            local = tx["tx"]
+            if local > top:
+                top = local
+            if seen[local] & 2:
+                pass                # its StopTransaction is queued already
+            elif not seen[local] & 1 and j.txid(local) is None:
+                # Cut while starting, before the StartTransaction was on flash.
+                self.log("tx: local #%d on connector %d never started (cut before its "
+                         "StartTransaction was queued); nothing to stop" % (local, n))
+            else:
                 # The register and time last saved are the best truth about the end.
                 st = cp.meter.saved_stamp or tx["st"]
                 ms = max(tx["ms"], cp.meter.base[n])
                 self._journal_stop(n, tx, reason, None, ms, st)
+                seen[local] |= 2
             store.remove(self.dir + "/%d" % n)
         store.remove(self.dir + "/reboot")
-        self.log("tx: journal holds %d message(s) at boot" % len(cp.journal))
+        # A transactionId nothing refers to any more (cut between the last delivery of a
+        # transaction and the deletion of its mapping).
+        for t in mapped:
+            if not seen[t]:
+                j.forget(t)
+        if top > self._seq:
+            self.log("tx: local numbering resumes after #%d" % top)
+            self._seq = top
+        self.log("tx: journal holds %d message(s) at boot" % len(j))

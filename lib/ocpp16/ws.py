@@ -20,12 +20,19 @@ builds the header in the headroom, masks in place (viper where available) and ha
 socket one `write(buf, off, len)`.  Only when the socket cannot take the whole frame at
 once does it fall back to the asyncio stream's buffer (which copies the rest).
 
+The receive path reads the socket without waiting into the preallocated buffers and
+returns a memoryview that is reused while messages keep the same length; `recv()` hands
+back an awaitable made once per connection object.  A data message already in the socket
+costs nothing; one that has to be waited for costs asyncio's IOQueue entry for the wait
+(96 B on 64-bit).  Control frames, fragments and errors take a slower, general path.
+
 One task should call `recv()` all the time (it answers pings and sees the server's
 close); other tasks may `send()`, `ping()` and `close()` concurrently.  Text frames are
 not checked for valid UTF-8 (the JSON parser rejects garbage anyway); extensions are
 neither offered nor accepted.
 """
 import asyncio
+from asyncio import core
 import binascii
 import hashlib
 import micropython
@@ -109,6 +116,8 @@ def _done():
 _DONE = _done()
 for _ in _DONE:
     pass
+#: what send() returns when the socket took the whole frame at once (nothing to await)
+SENT = _DONE
 
 
 def quote(s):
@@ -170,6 +179,66 @@ def accept_key(key):
     return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest()).strip()
 
 
+class _Recv:
+    """What recv() returns: an awaitable made once per WebSocket.  It takes whole data
+    frames off the socket, lets the loop run once per message and waits only when the
+    socket is empty; anything else (control frames, errors, a lost link) goes on in the
+    coroutine WebSocket._recv, which it then drives.  The message travels back in a
+    StopIteration kept with its view, so that too is made only when the view changes."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.co = None  # WebSocket._recv, once the common case is left
+        self.ready = False  # a message is complete: handed out at the next step
+        self.yielded = False  # this recv() has let the other tasks run
+        self.view = None
+        self.stop = None  # StopIteration(self.view)
+
+    def __iter__(self):
+        return self
+
+    def send(self, _=None):
+        co = self.co
+        if co is not None:
+            return co.send(None)
+        ws = self.ws
+        if not self.ready:
+            try:
+                r = ws._pull()
+            except OSError as e:
+                r = e
+            if r is None:
+                self.yielded = True
+                core._io_queue.queue_read(ws._s)  # resume when readable (as Stream does)
+                return None
+            if r != 0:
+                self.co = ws._recv(r)
+                return self.send(None)
+            if not self.yielded:  # as sleep_ms(0): a flood must not starve the others
+                self.ready = self.yielded = True
+                core._task_queue.push(core.cur_task)
+                return None
+        self.ready = self.yielded = False
+        ws._reading = False
+        v = ws._view
+        if v is not self.view:
+            self.view = v
+            self.stop = StopIteration(v)
+        e = self.stop
+        e.__traceback__ = None  # else each raise would add to it
+        raise e
+
+    def throw(self, e):  # the task was cancelled (Task.cancel took it off the IOQueue)
+        co = self.co
+        self.ready = self.yielded = False
+        if co is not None:
+            return co.throw(e)
+        self.ws._reading = False
+        raise e
+
+    __next__ = send
+
+
 class WebSocket:
     """One client connection at a time; the object (and its buffers) is reused across
     reconnects."""
@@ -184,7 +253,7 @@ class WebSocket:
         self._cb = bytearray(TX_HEADROOM + _CTRL_MAX)  # outgoing ping / pong / close
         self._cv = memoryview(self._cb)
         self._hb = bytearray(10)  # incoming frame header
-        self._h2 = memoryview(self._hb)[:2]
+        self._hv = memoryview(self._hb)
         self._h16 = memoryview(self._hb)[2:4]
         self._h64 = memoryview(self._hb)[2:10]
         self._ib = bytearray(_CTRL_MAX)  # incoming control payload
@@ -204,6 +273,17 @@ class WebSocket:
         self._close_sent = False
         self._lingering = False  # close() is reading the server's last frames
         self._last_rx = 0
+        # The frame reader (_pull): stage 0 = the 2 header bytes, 1 = the extended
+        # length, 2 = the payload; _have = bytes of the stage read so far (for a data
+        # payload: its end in _rb so far); _got = bytes of the message reassembled so far;
+        # _msg = its opcode (0 = none); _n = payload length of the current frame.
+        self._stage = self._have = self._got = self._msg = self._n = 0
+        self._skip = 0  # bytes of a refused frame still on the wire
+        self._rx = _Recv(self)
+        # The last message _pull() completed: _rb[:_vn].  Consecutive messages often have
+        # the same length (answers to one kind of CALL): the view is reused then.
+        self._view = None
+        self._vn = -1
 
     @property
     def closed(self):
@@ -216,6 +296,7 @@ class WebSocket:
     def _abort(self):
         s = self._s
         self._s = self._st = None
+        self._stage = self._have = self._got = self._msg = 0  # a new connection, a new frame
         if s is not None:
             try:
                 s.close()
@@ -306,17 +387,19 @@ class WebSocket:
         # Read the response head one byte at a time into the receive buffer so nothing
         # after the blank line (the server may talk first) is consumed; bounded by it.
         b = self._rb
-        one = self._h2[:1]
         n = 0
         while n < 4 or b[n - 4 : n] != b"\r\n\r\n":
             if n >= len(b):
                 raise WSError("response header too long")
             try:
-                await self._read(one)
+                k = self._get(self._hv, 0, 1)
             except OSError:
                 raise WSError("connection closed during handshake")
-            b[n] = one[0]
-            n += 1
+            if k:
+                b[n] = self._hb[0]
+                n += 1
+            else:
+                yield core._io_queue.queue_read(self._s)
         try:
             lines = str(self._rv[: n - 4], "utf-8").split("\r\n")
         except UnicodeError:
@@ -405,55 +488,57 @@ class WebSocket:
         await self._ctrl(9, None, 0)
 
     # ---- receiving
+    #
+    # recv() reads the socket without waiting (_pull) and waits for it to become
+    # readable only when it is empty.  The common case (whole data frames) runs in _Recv,
+    # an awaitable made once per WebSocket: a coroutine per message, a chain of them per
+    # read, memoryview slices and asyncio's Stream.readinto cost ~1.2 KB per message on
+    # 64-bit; this costs the IOQueue registration of the wait.  Control frames, protocol
+    # errors and a lost link go to the coroutine _recv().
 
-    async def _read(self, mv):
-        # Fill mv completely; EOF and a socket closed under us raise OSError.  Each read
-        # is tried without waiting first: the bytes are often there already (a payload
-        # right behind its header), which saves a trip through the poller.
-        n = len(mv)
-        i = 0
-        while i < n:
-            s = self._s
-            if s is None:
-                raise OSError(ENOTCONN)
-            v = mv[i:] if i else mv
-            r = s.readinto(v)
-            if r is None:
-                r = await self._st.readinto(v)
-            if r == 0:
-                raise OSError(ENOTCONN)
-            if r:
-                i += r
-
-    async def _head(self):
-        # Read one frame header -> (opcode, fin, payload length); self._hb[1] & 0x80
-        # tells whether it was masked.
-        h = self._hb
-        await self._read(self._h2)
-        self._last_rx = ticks_ms()
-        n = h[1] & 0x7F
-        if n == 126:
-            await self._read(self._h16)
-            n = h[2] << 8 | h[3]
-        elif n == 127:
-            await self._read(self._h64)
-            n = 0
-            for k in range(2, 10):
-                n = n << 8 | h[k]
-        return h[0] & 0x0F, h[0] & 0x80, n
-
-    async def recv(self):
+    def recv(self):
         """Return the next data message as a memoryview into the receive buffer (valid
         until the next recv), or None once the connection is closed or lost.  Pings are
         answered, fragments reassembled, protocol errors closed with 1002 and messages
-        larger than rx_size with 1009."""
+        larger than rx_size with 1009.  Returns an awaitable: `msg = await ws.recv()`."""
+        rx = self._rx
+        rx.co = None
+        rx.ready = rx.yielded = False
+        if self._lingering or self._st is None:
+            rx.co = self._recv(None)
+        else:
+            self._reading = True
+        return rx
+
+    async def _recv(self, r):
+        # recv() beyond whole data frames; `r` is what _pull() last returned (None: no
+        # read yet, an OSError: the read failed).
         while self._lingering:  # close() reads the socket now; it will be gone shortly
             await asyncio.sleep_ms(10)
         if self._st is None:
             return None
         self._reading = True
         try:
-            return await self._recv()
+            while True:
+                if r is None:
+                    r = self._pull()
+                    if r is None:
+                        yield core._io_queue.queue_read(self._s)
+                        continue
+                if isinstance(r, OSError):
+                    raise r
+                if r == 0:
+                    return self._view
+                if r < 0:
+                    return await self._fail(-r, self._skip)
+                n = self._n  # a control frame; its payload is in _ib[:n]
+                if r == 9:
+                    await self._ctrl(10, self._ib, n)
+                elif r == 8:
+                    if n == 1:
+                        return await self._fail(1002, 0)
+                    return await self._closing(self._ib, n)
+                r = None
         except OSError as e:
             if self._st is not None:
                 self._say("ws: connection lost: %r" % (e,))
@@ -462,56 +547,108 @@ class WebSocket:
         finally:
             self._reading = False
 
-    async def _recv(self):
-        # Reads may all be served without waiting; yield once per message anyway so
-        # a flood from the server cannot starve the other tasks.
-        await asyncio.sleep_ms(0)
-        got = 0
-        msg = 0  # opcode of the message being reassembled, 0 = none
+    def _get(self, mv, i, j):
+        # Read what the socket has now into mv[i:j] -> the new i (j = complete).  A read at
+        # offset 0 passes a length instead of a slice, so the common case allocates nothing.
+        s = self._s
+        if s is None:
+            raise OSError(ENOTCONN)
+        while i < j:
+            r = s.readinto(mv, j) if i == 0 else s.readinto(mv[i:j])
+            if r is None:
+                break
+            if not r:
+                raise OSError(ENOTCONN)  # EOF
+            i += r
+        return i
+
+    def _pull(self):
+        # Advance the frame reader with what the socket has now, never waiting.
+        # -> None: wants more bytes; 0: a whole message, in _view; 8, 9, 10: a control
+        # frame, its payload in _ib[:_n]; -1002 / -1009: close with that code, _skip
+        # bytes of the frame unread.  EOF and socket errors raise OSError.
+        hb = self._hb
         while True:
-            op, fin, n = await self._head()
-            h0, h1 = self._hb[0], self._hb[1]
+            st = self._stage
+            if st == 2:
+                n = self._n
+                if hb[0] & 0x08:  # control frame
+                    k = self._get(self._iv, self._have, n)
+                    if k < n:
+                        self._have = k
+                        return None
+                    self._stage = self._have = 0
+                    return hb[0] & 0x0F
+                n += self._got
+                k = self._get(self._rv, self._have, n)
+                if k < n:
+                    self._have = k
+                    return None
+                self._stage = self._have = 0
+                if hb[0] & 0x80:  # FIN: the message is complete
+                    if n != self._vn:
+                        self._view = self._rv[:n]
+                        self._vn = n
+                    self._got = self._msg = 0
+                    return 0
+                self._got = n
+                continue
+            if st == 0:
+                k = self._get(self._hv, self._have, 2)
+                if k < 2:
+                    self._have = k
+                    return None
+                self._last_rx = ticks_ms()
+                n = hb[1] & 0x7F
+                if n >= 126:
+                    self._stage = 1
+                    self._have = 0
+                    continue
+            else:
+                v = self._h16 if hb[1] & 0x7F == 126 else self._h64
+                m = len(v)
+                k = self._get(v, self._have, m)
+                if k < m:
+                    self._have = k
+                    return None
+                n = 0
+                for k in range(m):
+                    n = n << 8 | v[k]
+            # a whole header: vet it
+            h0 = hb[0]
+            op = h0 & 0x0F
             err = None
-            if h1 & 0x80:
+            if hb[1] & 0x80:
                 err = "masked frame from server"
                 n += 4
             elif h0 & 0x70:
                 err = "reserved bits set"
             elif op >= 8:
-                if not fin or n > _CTRL_MAX:
+                if not h0 & 0x80 or n > _CTRL_MAX:
                     err = "bad control frame"
                 elif op > 10:
                     err = "unknown opcode %d" % op
             elif op == 0:
-                if not msg:
+                if not self._msg:
                     err = "continuation without a message"
             elif op > 2:
                 err = "unknown opcode %d" % op
-            elif msg:
+            elif self._msg:
                 err = "new message inside a fragmented one"
+            self._skip = n
             if err:
                 self._say("ws: protocol error: " + err)
-                return await self._fail(1002, n)
-            if op >= 8:
-                p = self._iv[:n]
-                await self._read(p)
-                if op == 9:
-                    await self._ctrl(10, p, n)
-                elif op == 8:
-                    if n == 1:
-                        return await self._fail(1002, 0)
-                    return await self._closing(p, n)
-                continue
-            if got + n > len(self._rb):
-                self.rx_oversize += 1
-                self._say("ws: message over %d bytes, closing 1009" % len(self._rb))
-                return await self._fail(1009, n)
-            msg = msg or op
-            if n:
-                await self._read(self._rv[got : got + n])
-                got += n
-            if fin:
-                return self._rv[:got]
+                return -1002
+            if op < 8:
+                if self._got + n > len(self._rb):
+                    self.rx_oversize += 1
+                    self._say("ws: message over %d bytes, closing 1009" % len(self._rb))
+                    return -1009
+                if op:
+                    self._msg = op
+            self._n = n
+            self._stage = 2
+            self._have = 0 if op >= 8 else self._got
 
     async def _closing(self, p, n):
         # The server's close: echo it unless it answers ours, then drop the socket.
@@ -529,6 +666,7 @@ class WebSocket:
     async def _fail(self, code, skip):
         # Tell the server why, then let it answer: closing a socket with unread data
         # turns the FIN into a RST and the server might lose our close frame.
+        self._stage = self._have = self._got = self._msg = 0  # after the refused frame
         try:
             await self._send_close(code)
             await asyncio.wait_for_ms(self._linger(skip), _CLOSE_WAIT_MS)
@@ -538,22 +676,26 @@ class WebSocket:
         return None
 
     async def _linger(self, skip):
-        # Discard whatever still comes until the server's close frame (or EOF).
-        b = self._rv
+        # Discard whatever still comes until the server's close frame (or EOF): the
+        # `skip` unread bytes of a refused frame first, then whole frames.
         while True:
-            while skip:
-                k = min(skip, len(b))
-                await self._read(b[:k])
+            if skip:
+                k = self._get(self._rv, 0, min(skip, len(self._rb)))
                 skip -= k
-            op, fin, skip = await self._head()
-            if self._hb[1] & 0x80:
-                skip += 4
-            elif op == 8 and 2 <= skip <= _CTRL_MAX:
-                await self._read(self._iv[:skip])
-                self.close_code = self._ib[0] << 8 | self._ib[1]
-                return
-            elif op == 8:
-                return
+                if k:
+                    continue
+            else:
+                r = self._pull()
+                if r == 8:
+                    if self._n >= 2:
+                        self.close_code = self._ib[0] << 8 | self._ib[1]
+                    return
+                if r is not None:
+                    if r < 0:  # refused: its payload is not read
+                        skip = self._skip
+                        self._stage = self._have = self._got = self._msg = 0
+                    continue
+            yield core._io_queue.queue_read(self._s)
 
     # ---- keepalive and close
 

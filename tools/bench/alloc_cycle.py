@@ -18,7 +18,7 @@ from ocpp16.ws import WebSocket
 from ocpp16 import rpc, messages
 from ocpp16.clock import write_iso
 
-N = 50
+N = 200
 
 
 class _Fake:
