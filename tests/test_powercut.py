@@ -225,7 +225,7 @@ def _template(tmp, dead_url):
     state = prepare_state(tmp / "template", CONFIG)
     s0 = EnvSim(dead_url, cp_id="TEMPLATE", state=state)
     try:
-        assert _drive(s0, _session("V-A", "V-B", False))
+        assert _drive(s0, _session("V-A", "V-B", False)), s0.tail(30)
         _cut(s0)
     finally:
         s0.stop()
@@ -240,7 +240,7 @@ def _dry_online(csms, tmp):
     state = prepare_state(tmp / "dry-on", CONFIG)
     s = EnvSim(csms.url, cp_id="DRYON", state=state, env={KILL: "0"})
     try:
-        assert _drive(s, _session("D-A", "D-B", True))
+        assert _drive(s, _session("D-A", "D-B", True)), s.tail(30)
         _cut(s)
     finally:
         s.stop()
@@ -251,7 +251,7 @@ def _dry_offline(tmp, dead_url):
     state = prepare_state(tmp / "dry-off", CONFIG)
     s = EnvSim(dead_url, cp_id="DRYOFF", state=state, env={KILL: "0"})
     try:
-        assert _drive(s, _session("E-A", "E-B", False))
+        assert _drive(s, _session("E-A", "E-B", False)), s.tail(30)
         _cut(s)
     finally:
         s.stop()
@@ -324,10 +324,12 @@ def test_power_cut_at_every_write(start_csms, tmp_path):
 
 @pytest.mark.slow
 def test_power_cut_at_every_write_long(start_csms, tmp_path):
-    # The same sweep three times (timing moves the writes around: samples, answers).
-    csms = start_csms("--heartbeat", "300")
+    # The same sweep three times (timing moves the writes around: samples, answers),
+    # each against a central system of its own (the charge point ids repeat).
     for i in range(3):
+        csms = start_csms("--heartbeat", "300")
         _sweep(csms, tmp_path / ("round%d" % i), extra_online=5)
+        csms.stop()
 
 
 @pytest.mark.slow
@@ -348,6 +350,7 @@ def test_power_cut_twice(start_csms, tmp_path):
                 failures.append(str(e)[:1500])
     assert not failures, "%d of %d failed:\n\n%s" % (len(failures), len(jobs),
                                                     "\n\n".join(failures))
+    print("power cut twice: %d pairs of kill points" % len(jobs))
 
 
 def test_power_cut_while_charging_closes_with_last_saved_register(start_csms, tmp_path):

@@ -10,7 +10,7 @@
   transaction with transactionId -1 in the MeterValues and StopTransaction that follow;
   answered late, the real id goes into everything still queued.
 """
-from ocpp_steps import booted, wait_calls, Watch
+from ocpp_steps import wait_calls
 from mp.txlog import EnvSim, Ledger, check_ledger, messages, prepare_state
 
 TAG = "TAG-R"

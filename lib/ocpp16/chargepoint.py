@@ -107,7 +107,8 @@ class ChargePoint:
         self.exit_code = 0
         self.connects = 0
         self.meter = Meter(board, state, log)
-        self.journal = journal.Journal(state + "/journal", log=log)
+        self.journal = journal.Journal(state + "/journal", log=log,
+                                       scratch=getattr(ws, "tx", None))  # idle at boot
         self.cache = AuthCache(state + "/auth.json", log)
         self.tx = Transactions(self)
         self.sessions = Sessions(self)

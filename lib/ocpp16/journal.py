@@ -361,9 +361,12 @@ class Journal:
     oldest METER records are dropped, then appends fail with ENOSPC.
     `seg_size`: segment size in bytes, default the filesystem block size (tests use
     small ones to exercise many segments).
+    `scratch`: a writable buffer of at least `seg_size` bytes that is idle while the
+    journal opens (the charge point lends the websocket's transmit buffer): segments are
+    read into it, so opening needs no segment-sized block from a fragmented heap.
     """
 
-    def __init__(self, root, log=print, min_free=16384, seg_size=0):
+    def __init__(self, root, log=print, min_free=16384, seg_size=0, scratch=None):
         root = root.rstrip("/") or "/"
         self.root = root
         base = "" if root == "/" else root
@@ -403,7 +406,7 @@ class Journal:
         self._floor = 0                 # value in the seq file
         self._slack = -1                # estimated free bytes above min_free (-1: ask)
         self._next = 1
-        self._scan()
+        self._scan(scratch)
 
     # ------------------------------------------------------------------ open
     def _quarantine(self, path, name, why, data=None):
@@ -428,7 +431,7 @@ class Journal:
             self.log("journal: could not keep %s in bad/: %r" % (name, e))
             return False
 
-    def _scan(self):
+    def _scan(self, scratch):
         q = self._q
         codes = []      # first * 2 + stream, for every segment name
         marks = []
@@ -449,7 +452,12 @@ class Journal:
         codes.sort()
         top = 0                 # largest seq seen anywhere
         keep = []               # names whose marks files stay
-        buf = bytearray(self._segsize)
+        if not codes:
+            buf = None
+        elif scratch is not None and len(scratch) >= self._segsize:
+            buf = scratch
+        else:
+            buf = bytearray(self._segsize)
         for code in codes:
             v = self._load(code, buf, marks, keep)
             if v > top:

@@ -164,3 +164,26 @@ def test_stop_may_use_half_the_reserve():
         assert False, "no ENOSPC"
     except OSError as e:
         assert e.args[0] == 28
+
+
+def test_open_reads_segments_into_a_lent_buffer():
+    # The charge point lends an idle buffer (the websocket's transmit buffer) for the
+    # scan at open; a damaged segment is repaired through it as well.
+    d = _fresh("scratch")
+    j = _open(d)
+    seqs = [j.append(STOP if i % 2 else START, i + 1, _body(1, i)) for i in range(30)]
+    name = sorted(n for n in os.listdir(d + "/q") if n.startswith("t") and "." not in n)[1]
+    data = bytearray(store.read(d + "/q/" + name))
+    data[40] ^= 0xFF                            # damage the first record of that segment
+    with open(d + "/q/" + name, "wb") as f:
+        f.write(data)
+    lent = memoryview(bytearray(1100))[50:1074]     # 1024 bytes, like ws.tx
+    j = journal.Journal(d, log=lambda s: None, min_free=0, seg_size=1024, scratch=lent)
+    assert j.corrupt == 1
+    got = [r[0] for r in j.records()]
+    assert len(got) == 29 and set(got) < set(seqs)
+    buf = bytearray(200)
+    for r in j.records():
+        n = j.read(r[0], buf)
+        assert bytes(buf[:n]) == _body(1, seqs.index(r[0]))
+    assert [r[0] for r in _open(d).records()] == got

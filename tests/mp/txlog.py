@@ -97,10 +97,11 @@ def parse_ts(s):
 
 
 class Msg:
-    __slots__ = ("boot", "conn", "action", "payload", "answer", "t")
+    __slots__ = ("boot", "conn", "uid", "action", "payload", "answer", "t")
 
-    def __init__(self, boot, conn, action, payload, t):
-        self.boot, self.conn, self.action, self.payload, self.t = boot, conn, action, payload, t
+    def __init__(self, boot, conn, uid, action, payload, t):
+        self.boot, self.conn, self.uid, self.action, self.payload, self.t = \
+            boot, conn, uid, action, payload, t
         self.answer = None
 
     @property
@@ -130,7 +131,7 @@ def messages(csms, cp):
         if ev == "recv" and f[0] == 2 and len(f) == 4:
             if f[2] == "BootNotification":
                 boot += 1
-            m = Msg(boot, conn, f[2], f[3], e.get("t"))
+            m = Msg(boot, conn, f[1], f[2], f[3], e.get("t"))
             pending[f[1]] = m
             out.append(m)
         elif ev == "send" and f[0] in (3, 4) and f[1] in pending:
