@@ -41,6 +41,7 @@ NO_TRANSACTION = "NoTransaction"
 BAD_CONNECTOR = "BadConnector"
 NOT_AVAILABLE = "Unavailable"
 OFFLINE = "Offline"
+STORAGE_FULL = "StorageFull"
 
 _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
@@ -145,7 +146,7 @@ class ChargePoint:
         """Start a transaction now for an already authorised `id_tag` on connector n.
 
         Returns QUEUED (StartTransaction is on flash and will be delivered) or a refusal
-        (BAD_CONNECTOR, BUSY, NOT_AVAILABLE).  on_result(outcome, payload) is called when
+        (BAD_CONNECTOR, BUSY, NOT_AVAILABLE, STORAGE_FULL).  on_result(outcome, payload) is called when
         the central system answers (outcome rpc.RESULT with the StartTransaction.conf
         payload, or rpc.CALLERROR when it was given up).
         """
@@ -156,6 +157,8 @@ class ChargePoint:
         if self.unavailable(n):
             return NOT_AVAILABLE
         self.sessions.start(n, id_tag)
+        if self.tx.active[n] is None:
+            return STORAGE_FULL     # the journal could not take the StartTransaction
         if on_result:
             self._tx_callbacks[(journal.START, self.tx.active[n]["tx"])] = on_result
         return QUEUED
