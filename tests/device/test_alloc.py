@@ -4,33 +4,13 @@
 # was reworked a small frame cost ~1250 B to receive and a CALL cycle ~2400 B.
 import gc
 import json
-import random
-import socket
 import time
 import asyncio
 from asyncio import core
 from ocpp16 import rpc, ws
+from test_ws import _loopback
 
 N = 50
-
-
-def _loopback():
-    """A connected TCP pair on 127.0.0.1 (this port has no getsockname: probe ports)."""
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    for _ in range(50):
-        port = 20000 + random.getrandbits(14)
-        try:
-            ls.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-            break
-        except OSError:
-            pass
-    ls.listen(1)
-    c = socket.socket()
-    c.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-    s, _ = ls.accept()
-    ls.close()
-    return c, s
 
 
 def _client():
