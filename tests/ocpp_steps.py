@@ -67,3 +67,18 @@ def wait_status(csms, connector, status, cp="CP1", timeout=20):
         time.sleep(0.05)
     raise AssertionError("connector %d never reached %s (saw %s); log:\n%s"
                          % (connector, status, statuses(csms, connector, cp), csms.log_text(60)))
+
+
+def start_conf(csms, cp="CP1", timeout=20):
+    """The answer to the latest StartTransaction, waiting for it (a Charging
+    StatusNotification may arrive before the StartTransaction answer)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        starts = csms.calls("StartTransaction", cp=cp)
+        if starts:
+            uid = starts[-1][1]
+            for f in csms.sent(cp):
+                if f[0] == 3 and f[1] == uid:
+                    return f[2]
+        time.sleep(0.05)
+    raise AssertionError("StartTransaction not answered; log:\n%s" % csms.log_text(40))

@@ -15,7 +15,7 @@
 """
 import time
 
-from ocpp_steps import wait_status
+from ocpp_steps import wait_status, start_conf
 from mp.txlog import (EnvSim, Ledger, check_ledger, free_port, journal_check, messages,
                       parse_ts, prepare_state)
 
@@ -51,7 +51,7 @@ def test_central_system_goes_away_during_session(start_csms, start_sim, tmp_path
     sim.send("power 1 36000")
     sim.send("swipe 1 TAG-A")
     wait_status(cs1, 1, "Charging")
-    txid1 = [f for f in cs1.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]["transactionId"]
+    txid1 = start_conf(cs1)["transactionId"]
     cs1.wait_call("MeterValues", cp="CP1", timeout=10)          # online samples go at once
     # The central system goes away.
     down = time.time()

@@ -1,14 +1,14 @@
 """Central-system operations: Reset, UnlockConnector, ChangeAvailability (OCTT Core)."""
 import time
 
-from ocpp_steps import booted, next_call, Watch, wait_status, wait_calls
+from ocpp_steps import booted, next_call, Watch, wait_status, wait_calls, start_conf
 
 
 def _charging(csms, sim, tag="TAG-R"):
     sim.send("plug 1")
     sim.send("swipe 1 " + tag)
     wait_status(csms, 1, "Charging")
-    return [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]["transactionId"]
+    return start_conf(csms)["transactionId"]
 
 
 def test_soft_reset_during_transaction(start_csms, start_sim):

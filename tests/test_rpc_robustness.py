@@ -6,7 +6,7 @@ running, queued transaction data survives, and the next good exchange works.
 import json
 import time
 
-from ocpp_steps import booted, next_call, Watch, wait_status
+from ocpp_steps import booted, next_call, Watch, wait_status, start_conf
 
 
 def _answer_to(csms, uid, timeout=10):
@@ -67,7 +67,7 @@ def test_crossing_calls_and_silent_server(start_csms, start_sim):
     assert starts[0][3] == starts[1][3] and starts[0][1] != starts[1][1]
     sim.send("swipe 1 T1")
     stop = next_call(csms, "StopTransaction")
-    conf = [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]
+    conf = start_conf(csms)
     assert stop["transactionId"] == conf["transactionId"]
     assert csms.invalid() == []
 

@@ -1,7 +1,7 @@
 """Charging sessions against tools/csms, in the style of the OCTT Core test cases."""
 import time
 
-from ocpp_steps import booted, wait_calls, next_call, Watch, statuses, wait_status
+from ocpp_steps import booted, wait_calls, next_call, Watch, statuses, wait_status, start_conf
 
 
 def test_plug_in_first_session_meter_stop_equals_pulses(start_csms, start_sim):
@@ -29,7 +29,7 @@ def test_plug_in_first_session_meter_stop_equals_pulses(start_csms, start_sim):
     assert isinstance(stop["meterStop"], int)
     assert "reason" not in stop or stop["reason"] == "Local"
     assert stop["idTag"] == "TAG-A"
-    conf = [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]
+    conf = start_conf(csms)
     assert stop["transactionId"] == conf["transactionId"]
     sim.wait_line(r"relay 1 open")
     wait_status(csms, 1, "Finishing")
@@ -118,11 +118,11 @@ def test_ev_disconnect_without_stop_suspends(start_csms, start_sim):
     sim.send("unplug 1")
     wait_status(csms, 1, "SuspendedEV")
     assert csms.calls("StopTransaction", cp="CP1") == []
-    start_conf = [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]
-    r = csms.call("CP1", "RemoteStopTransaction", {"transactionId": start_conf["transactionId"]})
+    conf = start_conf(csms)
+    r = csms.call("CP1", "RemoteStopTransaction", {"transactionId": conf["transactionId"]})
     assert r["result"]["status"] == "Accepted"
     stop = next_call(csms, "StopTransaction")
-    assert stop["reason"] == "Remote" and stop["transactionId"] == start_conf["transactionId"]
+    assert stop["reason"] == "Remote" and stop["transactionId"] == conf["transactionId"]
 
 
 def test_remote_start_with_and_without_authorize(start_csms, start_sim):
@@ -143,7 +143,7 @@ def test_remote_start_with_and_without_authorize(start_csms, start_sim):
     # Unknown transaction id: rejected (TC_028); known one: Remote stop (TC_012)
     r = csms.call("CP1", "RemoteStopTransaction", {"transactionId": 999999})
     assert r["result"]["status"] == "Rejected"
-    conf = [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]
+    conf = start_conf(csms)
     r = csms.call("CP1", "RemoteStopTransaction", {"transactionId": conf["transactionId"]})
     assert r["result"]["status"] == "Accepted"
     assert next_call(csms, "StopTransaction")["reason"] == "Remote"
@@ -237,7 +237,7 @@ def test_periodic_and_clock_aligned_meter_values(start_csms, start_sim):
     wait_status(csms, 1, "Charging")
     w = Watch(csms).mark("MeterValues")
     mvs = w.wait("MeterValues", 6, timeout=30)
-    conf = [f for f in csms.sent() if f[0] == 3 and "transactionId" in f[2]][-1][2]
+    conf = start_conf(csms)
     periodic, aligned = [], []
     for m in mvs:
         p = m[3]
