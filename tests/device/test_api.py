@@ -3,6 +3,7 @@
 import json
 import asyncio
 from fakews import FakeWS
+from fsutil import rmtree
 from ocpp16 import config, store, rpc
 from ocpp16 import chargepoint as C
 
@@ -33,22 +34,8 @@ class FakeBoard:
         return self.plug[n]
 
 
-def _rm(path):
-    import os
-    try:
-        for name in os.listdir(path):
-            p = path + "/" + name
-            try:
-                os.remove(p)
-            except OSError:
-                _rm(p)
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
 def _cp():
-    _rm(_DIR)
+    rmtree(_DIR)
     store.makedirs(_DIR)
     b = FakeBoard()
     cfg = config.Config(_DIR + "/config.json", connectors=2, log=lambda s: None)

@@ -7,24 +7,12 @@ import vfs
 from array import array
 from ocpp16 import journal, store
 from ocpp16.journal import START, STOP, METER
+from fsutil import rmtree
 
 _BASE = "/tmp/mpocpp-test-journal"
 _MNT = "/jlfs"
 
 
-def _rmtree(p):
-    try:
-        names = os.listdir(p)
-    except OSError:
-        store.remove(p)
-        return
-    for n in names:
-        q = p + "/" + n
-        if os.stat(q)[0] & 0x4000:
-            _rmtree(q)
-        else:
-            os.remove(q)
-    os.rmdir(p)
 
 
 class Log:
@@ -48,7 +36,7 @@ class Log:
 def _fresh(name):
     d = _BASE + "/" + name
     store.makedirs(_BASE)
-    _rmtree(d)
+    rmtree(d)
     return d
 
 

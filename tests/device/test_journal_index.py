@@ -5,29 +5,17 @@
 import os
 from ocpp16 import journal, store
 from ocpp16.journal import START, STOP, METER
+from fsutil import rmtree
 
 _BASE = "/tmp/mpocpp-test-jindex"
 
 
-def _rmtree(p):
-    try:
-        names = os.listdir(p)
-    except OSError:
-        store.remove(p)
-        return
-    for n in names:
-        q = p + "/" + n
-        if os.stat(q)[0] & 0x4000:
-            _rmtree(q)
-        else:
-            os.remove(q)
-    os.rmdir(p)
 
 
 def _fresh(name):
     d = _BASE + "/" + name
     store.makedirs(_BASE)
-    _rmtree(d)
+    rmtree(d)
     return d
 
 
