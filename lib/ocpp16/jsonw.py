@@ -59,6 +59,18 @@ try:
                 pos += 1
             i += 1
         return pos
+
+    @micropython.viper
+    def _utf8_bytes(src, nchars: int) -> int:
+        # Byte length of a str holding nchars characters, read from its UTF-8 data in
+        # place: iterating a str would create one-character strings on the heap.
+        s = ptr8(src)
+        i = 0
+        while nchars > 0:
+            c = s[i]
+            i += 1 if c < 0x80 else 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+            nchars -= 1
+        return i
 except (AttributeError, SyntaxError, NameError):  # a port without viper
     def _copy(dst, pos, cap, src, n):
         if pos + n > cap:
@@ -87,6 +99,9 @@ except (AttributeError, SyntaxError, NameError):  # a port without viper
                 dst[pos] = c
                 pos += 1
         return pos
+
+    def _utf8_bytes(src, nchars):
+        return len(src.encode())
 
 
 class Writer:
@@ -121,7 +136,7 @@ class Writer:
         """Append a JSON string (quoted, escaped); `s` is str or bytes (UTF-8)."""
         self.byte(34)
         # len() of a str counts characters; the copy needs its UTF-8 byte length.
-        n = len(s) if not isinstance(s, str) else _utf8_len(s)
+        n = len(s) if not isinstance(s, str) else _utf8_bytes(s, len(s))
         p = _copy_esc(self.buf, self.n, self.cap, s, n)
         if p < 0:
             raise OVERFLOW
@@ -192,11 +207,3 @@ class Writer:
         else:
             raise TypeError("not JSON serialisable")
 
-
-def _utf8_len(s):
-    # MicroPython stores str as UTF-8; count the bytes without encoding a copy.
-    n = 0
-    for c in s:
-        o = ord(c)
-        n += 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
-    return n

@@ -60,3 +60,22 @@ def test_hot_path_allocates_nothing():
     finally:
         micropython.heap_unlock()
     assert json.loads(bytes(buf[:w.n]))[3]["v"] == 123456808
+
+
+def test_str_of_any_characters_allocates_nothing():
+    # Iterating a str interns each character as a qstr, which allocates whenever the qstr
+    # pool fills, so a length count that iterates passed or failed depending on what ran
+    # before (seen in CI).  300 CJK characters never seen before overflow any pool.
+    # Built from bytes: chr() would intern them before the heap is locked.
+    b = bytearray()
+    for c in range(0x5000, 0x5000 + 300):
+        b.append(0xE0 | c >> 12); b.append(0x80 | (c >> 6) & 0x3F); b.append(0x80 | c & 0x3F)
+    s = "Zo\u00eb \u20ac \U0001d11e " + b.decode()
+    buf = bytearray(1024)
+    w = Writer(memoryview(buf))
+    micropython.heap_lock()
+    try:
+        w.str(s)
+    finally:
+        micropython.heap_unlock()
+    assert json.loads(bytes(buf[:w.n])) == s
