@@ -16,6 +16,7 @@ import sys
 import asyncio
 from asyncio import core
 from time import ticks_ms, ticks_diff, ticks_add
+import micropython
 from micropython import const
 from ocpp16.jsonw import Writer
 from ocpp16.ws import SENT
@@ -81,13 +82,19 @@ def _is_id(s, n):
         return False
 
 
-_STOP = StopIteration()  # raised by _Answer: preallocated
+# What `await rpc.call(...)` returns, one preallocated StopIteration per outcome.
+_DONE = tuple(StopIteration(i) for i in range(4))
 
 
 class _Answer(asyncio.Event):
-    """What call() awaits: set when the CALL is settled.  Event.wait() is a coroutine and
-    ThreadSafeFlag.wait() one plus an IOQueue entry (~200 B per CALL); this puts the task
-    on the event's queue as wait() does, so set() wakes it and cancel() takes it off."""
+    """What call() returns: awaiting it waits until the CALL is settled and gives the
+    outcome.  A coroutine would cost 128 B per CALL (Event.wait() is one, and
+    ThreadSafeFlag.wait() one plus an IOQueue entry); this puts the task on the event's
+    queue as wait() does, so set() wakes it and cancel() takes it off."""
+
+    def __init__(self, rpc):
+        super().__init__()
+        self.rpc = rpc
 
     def __iter__(self):
         return self
@@ -97,8 +104,33 @@ class _Answer(asyncio.Event):
             self.waiting.push(core.cur_task)
             core.cur_task.data = self.waiting
             return None
-        _STOP.__traceback__ = None  # else each raise would add to it
-        raise _STOP
+        e = _DONE[self.rpc.outcome]
+        e.__traceback__ = None  # else each raise would add to it
+        raise e
+
+
+_SECRET = b"AuthorizationKey"
+
+try:
+    @micropython.viper
+    def _contains(buf, n: int, pat, m: int) -> int:
+        # 1 when pat[:m] occurs in buf[:n]: the trace checks each frame without a copy.
+        b = ptr8(buf)
+        p = ptr8(pat)
+        c0 = p[0]
+        i = 0
+        while i <= n - m:
+            if b[i] == c0:
+                j = 1
+                while j < m and b[i + j] == p[j]:
+                    j += 1
+                if j == m:
+                    return 1
+            i += 1
+        return 0
+except (AttributeError, SyntaxError, NameError):  # a port without viper
+    def _contains(buf, n, pat, m):
+        return pat[:m] in bytes(buf[:n])
 
 
 def _peek_id(mv):
@@ -120,18 +152,22 @@ class Rpc:
     """The OCPP-J endpoint of one charge point (survives reconnects; `ws` is reused)."""
 
     def __init__(self, ws, handlers, log=print, trace=True, timeout_ms=30000, ctx=None):
+        """`trace`: True logs every frame to stdout (">> " sent, "<< " received), False
+        not at all; or a binary stream to write them to."""
         self.ws = ws
         self.ctx = ctx
         self.w = Writer(ws.tx)
         self.handlers = handlers
         self.log = log
-        self.trace = trace
+        if trace is True:
+            trace = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+        self.trace = trace or None
         self.timeout_ms = timeout_ms
         self.online = False
         self._id = 0          # last uniqueId sent (digits); unique per connection and beyond
         self._pending = 0     # uniqueId of the outstanding CALL, 0 = none
         self._deadline = 0
-        self._answer = _Answer()
+        self._answer = _Answer(self)
         self._aw = None       # a send still under way (see _put)
         self._lock = asyncio.Lock()
         # Outcome of the last call()
@@ -143,10 +179,10 @@ class Rpc:
 
     # -- output ---------------------------------------------------------------------------
     def _trace(self, arrow, buf, n):
-        if self.trace:
-            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+        out = self.trace
+        if out:
             out.write(arrow)
-            if b"AuthorizationKey" in bytes(buf[:n]):
+            if _contains(buf, n, _SECRET, 16):
                 # Never log the security profile password (ChangeConfiguration).
                 out.write(b"(frame about AuthorizationKey, not logged)")
             else:
@@ -157,28 +193,39 @@ class Rpc:
         self._trace(b">> ", self.w.buf, self.w.n)
         await self.ws.send(self.w.n)
 
-    async def call(self, action, encode, arg=None):
+    def call(self, action, encode, arg=None):
         """Send CALL `action` (bytes) with payload written by `encode(writer, arg)`.
 
-        Waits for the answer and returns RESULT, CALLERROR, TIMEOUT or OFFLINE; the answer is
-        in `self.payload` (dict) or `self.error_code` / `self.error_description`.
+        Returns an awaitable: `out = await rpc.call(...)` gives RESULT, CALLERROR, TIMEOUT
+        or OFFLINE once the CALL is settled; the answer is then in `self.payload` (dict) or
+        `self.error_code` / `self.error_description`.  One task makes the calls (the charge
+        point's sender): the next call() comes after the last one was awaited.
         """
-        # The only allocation here is this coroutine (128 B on 64-bit), so its frame is kept
-        # small: no try blocks, no locals; the work is in _put() and the slow paths.
+        # Not a coroutine: on the common path (link up, transmit buffer free, the socket
+        # takes the frame at once) the frame is sent here and the reusable _Answer is
+        # returned, so a CALL allocates nothing of its own.
         if not self.online:
-            self.outcome = OFFLINE
-            return OFFLINE
+            self._finish(OFFLINE)
+            return self._answer
         self.payload = self.error_code = self.error_description = None
         # A free lock is taken as acquire() would, without the coroutine acquire() costs
         # (asyncio.Lock.state: 0 = free, 1 = held, a Task = being handed over).
-        if self._lock.state == 0:
-            self._lock.state = 1
-        else:
-            await self._lock.acquire()  # _reply or _error has the transmit buffer
+        if self._lock.state != 0:
+            return self._call_locked(action, encode, arg)  # _reply or _error is sending
+        self._lock.state = 1
+        if self._put(action, encode, arg):
+            return self._call_sending()
+        return self._answer  # settled at once when the send failed (OFFLINE)
+
+    async def _call_locked(self, action, encode, arg):
+        await self._lock.acquire()
         if self._put(action, encode, arg):
             await self._sent()
-        await self._answer  # at once when the send failed (OFFLINE)
-        return self.outcome
+        return await self._answer
+
+    async def _call_sending(self):
+        await self._sent()
+        return await self._answer
 
     def _put(self, action, encode, arg):
         # call() with the lock held: write the CALL and hand it to the websocket.  True when

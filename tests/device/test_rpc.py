@@ -155,3 +155,49 @@ async def test_answer_too_big_becomes_callerror():
     r.connected()
     assert await r.handle(memoryview(b'[2,"q","Big",{}]'))
     assert [json.loads(f)[:3] for f in ws.sent] == [[4, "q", "GenericError"]]
+
+
+async def test_call_waits_while_a_reply_holds_the_transmit_buffer():
+    # The lock is held (an answer to the central system is being written): call() must
+    # not write into the buffer until it is free, then proceed as usual.
+    ws, r = _mk()
+    asyncio.create_task(r.serve())
+    await r._lock.acquire()
+    t = asyncio.create_task(r.call(b"Heartbeat", _hb))
+    await asyncio.sleep_ms(5)
+    assert ws.sent == []
+    r._lock.release()
+    asyncio.create_task(_answer_when_sent(ws, lambda m: '[3,"%s",{}]' % m[1]))
+    assert await t == rpc.RESULT
+    assert json.loads(ws.sent[0])[2] == "Heartbeat"
+    ws.drop()
+
+
+class _Lines:
+    # A binary stream collecting what the trace writes.
+    def __init__(self):
+        self.b = bytearray()
+
+    def write(self, b, off=0, n=-1):
+        self.b += bytes(b)[off:] if n < 0 else bytes(b)[off:off + n]
+
+
+async def test_trace_logs_frames_but_never_the_authorization_key():
+    out = _Lines()
+    ws = FakeWS()
+    r = rpc.Rpc(ws, {"ChangeConfiguration": lambda ctx, p: {"status": "Accepted"}},
+                log=lambda s: None, trace=out)
+    r.connected()
+    ws.feed('[2,"a1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]')
+    ws.feed('[2,"a2","ChangeConfiguration",{"key":"AuthorizationKey","value":"5365637265743132"}]')
+    t = asyncio.create_task(r.serve())
+    while len(ws.sent) < 2:
+        await asyncio.sleep_ms(1)
+    ws.drop()
+    await t
+    text = bytes(out.b)
+    assert b'<< [2,"a1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]' in text
+    assert b'>> [3,"a1",{"status":"Accepted"}]' in text
+    assert b"5365637265743132" not in text
+    assert b"<< (frame about AuthorizationKey, not logged)" in text
+    assert len(ws.sent) == 2  # handled all the same

@@ -81,7 +81,8 @@ async def _steps(ws, r, action, enc, arg):
 async def main(url):
     ws = WebSocket()
     await ws.connect(url, "BENCH")
-    r = rpc.Rpc(ws, {}, log=print, trace=False)
+    # Frames traced as the firmware does by default (to a stream that discards them).
+    r = rpc.Rpc(ws, {}, log=print, trace=open("/dev/null", "wb"))
     fake = _Fake()
     cases = (("Heartbeat", messages.HEARTBEAT, messages.heartbeat, None),
              ("StatusNotification", messages.STATUS, messages.status, (fake, 1)),
