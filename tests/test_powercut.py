@@ -380,8 +380,16 @@ def test_power_cut_while_charging_closes_with_last_saved_register(start_csms, tm
     assert stop["meterStop"] == last_saved >= 1234
     assert stop["timestamp"] >= sample["meterValue"][0]["timestamp"]
     assert stop["transactionId"] == t["txids"][0]
-    assert [v["sampledValue"][0]["context"] for v in stop["transactionData"]] == \
-        ["Transaction.Begin", "Transaction.End"]
+    # The intermediate samples kept on flash before the cut (StopTxnSampledData every
+    # MeterValueSampleInterval) are in the StopTransaction, between Begin and End.
+    td = stop["transactionData"]
+    ctx = [v["sampledValue"][0]["context"] for v in td]
+    assert ctx[0] == "Transaction.Begin" and ctx[-1] == "Transaction.End"
+    assert len(ctx) >= 3 and set(ctx[1:-1]) == {"Sample.Periodic"}, ctx
+    regs = [int(v["sampledValue"][0]["value"]) for v in td]
+    assert regs == sorted(regs) and last_saved in regs[1:-1], regs
+    stamps = [v["timestamp"] for v in td]
+    assert stamps == sorted(stamps), stamps
     assert not _torn(s2.lines)
 
 

@@ -280,3 +280,37 @@ def test_ev_pausing_is_suspended_ev(start_csms, start_sim):
     wait_status(csms, 1, "SuspendedEV")
     sim.send("power 1 7000")
     wait_status(csms, 1, "Charging")
+
+
+def test_stop_transaction_carries_intermediate_transaction_data(start_csms, start_sim):
+    # StopTxnSampledData every MeterValueSampleInterval and StopTxnAlignedData at each
+    # clock-aligned boundary go into the StopTransaction's transactionData (between
+    # Transaction.Begin and Transaction.End), even with no MeterValues configured.
+    csms, sim = booted(start_csms, start_sim, config=[
+        ("MeterValueSampleInterval", "2"), ("ClockAlignedDataInterval", "2"),
+        ("MeterValuesSampledData", ""), ("MeterValuesAlignedData", ""),
+        ("StopTxnSampledData", "Energy.Active.Import.Register"),
+        ("StopTxnAlignedData", "Energy.Active.Import.Register")])
+    w = Watch(csms).mark("MeterValues")
+    sim.send("plug 1")
+    sim.send("power 1 7200")
+    sim.send("swipe 1 TAG-D")
+    wait_status(csms, 1, "Charging")
+    time.sleep(5)
+    sim.send("swipe 1 TAG-D")
+    stop = next_call(csms, "StopTransaction")
+    assert w.new("MeterValues") == []
+    td = stop["transactionData"]
+    ctx = [mv["sampledValue"][0]["context"] for mv in td]
+    assert ctx[0] == "Transaction.Begin" and ctx[-1] == "Transaction.End", ctx
+    assert "Sample.Periodic" in ctx[1:-1] and "Sample.Clock" in ctx[1:-1], ctx
+    stamps = [mv["timestamp"] for mv in td]
+    assert stamps == sorted(stamps), stamps
+    from datetime import datetime
+    for mv, c in zip(td, ctx):
+        if c == "Sample.Clock":
+            t = datetime.strptime(mv["timestamp"], "%Y-%m-%dT%H:%M:%SZ").timestamp()
+            assert int(t) % 2 == 0, mv["timestamp"]
+    regs = [int(mv["sampledValue"][0]["value"]) for mv in td]
+    assert regs == sorted(regs) and regs[-1] == stop["meterStop"] > regs[0], regs
+    assert csms.invalid() == []

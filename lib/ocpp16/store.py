@@ -43,6 +43,21 @@ def atomic_write(path, data):
         write_hook(path)
 
 
+def append(path, data):
+    """Append `data` to `path` (created if missing), flushed; returns the new file size.
+
+    A power cut may leave a torn tail (littlefs: the old file), so what is appended must
+    be checkable on its own (the callers write whole lines and validate them).
+    """
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        size = f.tell()
+    if write_hook:
+        write_hook(path)
+    return size
+
+
 def read(path):
     """Return the bytes of `path`, or None when it does not exist."""
     try:

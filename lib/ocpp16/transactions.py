@@ -11,6 +11,15 @@ start).  If the charger boots and finds one, the power was cut mid-transaction: 
 closed with a StopTransaction (reason PowerLoss, or the reason of a deliberate reboot
 noted in `tx/reboot`), meterStop and timestamp from the last saved register.
 
+Intermediate samples for the StopTransaction's transactionData (`StopTxnSampledData`
+every MeterValueSampleInterval, `StopTxnAlignedData` at each clock-aligned boundary) are
+appended as lines to `tx/<connector>.d`, so they survive a power cut and close the
+transaction at the next boot too.  The file is bounded (_DATA_CAP): when it fills, every
+other line goes and from then on only every other sample is kept, so the samples stay
+evenly spread over a long session.  At the stop, as many as fit the StopTransaction
+(it must fit the websocket's transmit buffer) are included, evenly thinned again if need
+be; Transaction.Begin and Transaction.End are always there.
+
 Order of the writes, so that a power cut between any two of them is safe:
 - begin:  tx/<n>, meter.json, START.  A cut before the START is on flash leaves a tx/<n>
   whose START is nowhere: the transaction never began (the relay was never closed), so
@@ -29,6 +38,8 @@ from ocpp16.jsonw import Writer
 from ocpp16 import meter as mt
 
 _BODY_SIZE = const(1536)
+_DATA_CAP = const(4096)    # bytes of intermediate transactionData kept on flash per connector
+_STAMP_GROWTH = const(20)  # a relative stamp "~b.s" grows by at most this when resolved
 REASONS = ("Local", "Remote", "EVDisconnected", "HardReset", "SoftReset", "Reboot",
            "PowerLoss", "DeAuthorized", "EmergencyStop", "UnlockCommand", "Other")
 
@@ -107,6 +118,7 @@ class Transactions:
         st = self._stamp()
         tx = {"tx": local, "tag": tag, "parent": parent, "ms": ms, "st": st, "txid": None,
               "auth": "Accepted"}
+        store.remove(self._data(n))  # left by a transaction that never began
         store.atomic_write(self.dir + "/%d" % n, json.dumps(tx))
         cp.meter.save(st)
         w = self.w
@@ -139,30 +151,97 @@ class Transactions:
 
     # -- samples --------------------------------------------------------------------------
     def sample(self, n, context, at=0):
-        """Journal a periodic or clock-aligned MeterValues for connector n (0 = main meter).
+        """Journal a periodic or clock-aligned MeterValues for connector n (0 = main meter),
+        and keep a sample for the transaction's StopTransaction when so configured.
 
         `at`: the clock-aligned boundary (Unix time) the sample belongs to.
         """
         cp = self.cp
-        key = "MeterValuesAlignedData" if context == mt.CLOCK else "MeterValuesSampledData"
-        measurands = cp.cfg.csl(key)
-        if not measurands:
-            return
+        clock = context == mt.CLOCK
+        measurands = cp.cfg.csl("MeterValuesAlignedData" if clock else "MeterValuesSampledData")
         tx = self.active[n] if n else None
+        keep = cp.cfg.csl("StopTxnAlignedData" if clock else "StopTxnSampledData") if tx else ()
+        if not measurands and not keep:
+            return
         st = [at, cp.timebase.boot, 0] if at else self._stamp()
+        if tx:
+            cp.meter.save(st)       # before the records: see the module docstring
+        w = self.w
+        if measurands:
+            w.reset()
+            w.raw(b'{"connectorId":')
+            w.int(n)
+            w.raw(b',"meterValue":[')
+            self._sample(n, st, context, measurands)
+            w.raw(b"]}")
+            try:
+                cp.journal.append(journal.METER, tx["tx"] if tx else 0,
+                                  memoryview(self._buf)[:w.n])
+            except OSError as e:
+                self.log("tx: MeterValues sample not queued: %r" % e)
+        if keep:
+            self._keep(n, tx, st, context, keep)
+
+    # -- intermediate transactionData -----------------------------------------------------
+    def _data(self, n):
+        return self.dir + "/%d.d" % n
+
+    def _keep(self, n, tx, st, context, measurands):
+        # One MeterValue line in tx/<n>.d; with stride k only every k-th sample is kept.
+        c = tx.get("c", 0) + 1
+        tx["c"] = c
+        k = tx.get("k", 1)
+        if c % k:
+            return
         w = self.w
         w.reset()
-        w.raw(b'{"connectorId":')
-        w.int(n)
-        w.raw(b',"meterValue":[')
         self._sample(n, st, context, measurands)
-        w.raw(b"]}")
-        if tx:
-            cp.meter.save(st)       # before the record: see the module docstring
+        w.byte(10)
+        path = self._data(n)
         try:
-            cp.journal.append(journal.METER, tx["tx"] if tx else 0, memoryview(self._buf)[:w.n])
+            if store.append(path, memoryview(self._buf)[:w.n]) > _DATA_CAP:
+                lines = self._kept(n)
+                lines = lines[len(lines) & 1:]          # every other one, the newest kept
+                lines = [lines[i] for i in range(1, len(lines), 2)]
+                store.atomic_write(path, b"".join(x + b"\n" for x in lines))
+                tx["k"] = k * 2
+                self.log("tx: transactionData of local #%d thinned: every %d. sample kept"
+                         % (tx["tx"], k * 2))
         except OSError as e:
-            self.log("tx: MeterValues sample not queued: %r" % e)
+            # Flash full: intermediate samples are the first thing to give up.
+            self.log("tx: transactionData sample of local #%d not kept: %r" % (tx["tx"], e))
+
+    def _kept(self, n):
+        # The intact lines of tx/<n>.d: a torn last line (power cut) or a damaged one is
+        # left out, never allowed to make the StopTransaction invalid JSON.
+        raw = store.read(self._data(n))
+        if not raw:
+            return []
+        out = []
+        for line in raw.split(b"\n")[:-1]:
+            try:
+                v = json.loads(line)
+                if isinstance(v, dict) and "timestamp" in v and \
+                        isinstance(v.get("sampledValue"), list):
+                    out.append(line)
+                    continue
+            except ValueError:
+                pass
+            self.log("tx: damaged transactionData line in %s skipped" % self._data(n))
+        return out
+
+    @staticmethod
+    def _fit(lines, room):
+        # Evenly spread lines (the newest kept) whose size, with each relative stamp as
+        # it will be once resolved, fits `room` bytes.
+        m = len(lines)
+        for step in range(1, m + 1):
+            size = 0
+            for i in range(m - 1, -1, -step):
+                size += len(lines[i]) + 1 + _STAMP_GROWTH * lines[i].count(b'"~')
+            if size <= room:
+                return [lines[i] for i in range(m - 1 - (m - 1) // step * step, m, step)]
+        return []
 
     # -- stop -----------------------------------------------------------------------------
     def end(self, n, reason, tag=None, meter_stop=None):
@@ -188,6 +267,7 @@ class Transactions:
                      "closes it" % (tx["tx"], e))
             return tx["tx"]
         store.remove(self.dir + "/%d" % n)
+        store.remove(self._data(n))
         return tx["tx"]
 
     def _journal_stop(self, n, tx, reason, tag, meter_stop, st):
@@ -207,16 +287,40 @@ class Transactions:
             w.raw(b',"reason":"')
             w.raw(reason)
             w.byte(34)
-        measurands = self.cp.cfg.csl("StopTxnSampledData")
-        if measurands:
-            # Transaction.Begin (the register at start) and Transaction.End, always both.
-            w.raw(b',"transactionData":[{"timestamp":')
-            self._write_stamp(tx["st"])
-            w.raw(b',"sampledValue":[{"value":"')
-            w.int(tx["ms"])
-            w.raw(b'","context":"Transaction.Begin","measurand":"Energy.Active.Import.Register",'
-                  b'"location":"Outlet","unit":"Wh"}]},')
-            self._sample(n, st, mt.END, measurands)
+        cfg = self.cp.cfg
+        measurands = cfg.csl("StopTxnSampledData")
+        lines = self._kept(n) if measurands or cfg.csl("StopTxnAlignedData") else ()
+        if measurands or lines:
+            w.raw(b',"transactionData":[')
+            if measurands:
+                # Transaction.Begin (the register at start) and Transaction.End, always both.
+                w.raw(b'{"timestamp":')
+                self._write_stamp(tx["st"])
+                w.raw(b',"sampledValue":[{"value":"')
+                w.int(tx["ms"])
+                w.raw(b'","context":"Transaction.Begin","measurand":'
+                      b'"Energy.Active.Import.Register","location":"Outlet","unit":"Wh"}]},')
+                p = w.n
+                self._sample(n, st, mt.END, measurands)
+                end = bytes(self._buf[p:w.n])
+                w.n = p
+            else:
+                end = b""
+            if lines:
+                # What is left of the body after End and "]}" (and up to 3 resolved stamps).
+                room = _BODY_SIZE - p - len(end) - 2 - 3 * _STAMP_GROWTH if measurands else \
+                    _BODY_SIZE - w.n - 2 - _STAMP_GROWTH
+                fit = self._fit(lines, room)
+                if len(fit) < len(lines):
+                    self.log("tx: transactionData of local #%d: %d of %d intermediate samples "
+                             "fit the StopTransaction" % (tx["tx"], len(fit), len(lines)))
+                for x in fit:
+                    w.raw(x)
+                    w.byte(44)
+            if end:
+                w.raw(end)
+            elif w.buf[w.n - 1] == 44:
+                w.n -= 1            # no End after the last sample: drop its comma
             w.byte(93)
         w.byte(125)
         self.cp.journal.append(journal.STOP, tx["tx"], memoryview(self._buf)[:w.n])
@@ -289,6 +393,7 @@ class Transactions:
                 self._journal_stop(n, tx, reason, None, ms, st)
                 seen[local] |= 2
             store.remove(self.dir + "/%d" % n)
+            store.remove(self._data(n))
         store.remove(self.dir + "/reboot")
         # A transactionId nothing refers to any more (cut between the last delivery of a
         # transaction and the deletion of its mapping).
