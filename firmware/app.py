@@ -1,7 +1,7 @@
 """The charger's application: connects board events to the charge point.
 
-The board reports plug, card and stop-button events here.  The OCPP rules (who may
-charge, when the relay closes, which reason a stop carries) live in lib/ocpp16; this
+The board reports plug, card, stop-button and fault events here.  The OCPP rules (who
+may charge, when the relay closes, which reason a stop carries) live in lib/ocpp16; this
 module is where a charger maker adds product policy: LEDs, display, free-vend mode.
 """
 from ocpp16.transactions import REASONS
@@ -12,6 +12,7 @@ class App:
         self.cp = cp
         self.board = board
         self.log = log
+        cp.on_storage = self.storage
 
     # -- board events ---------------------------------------------------------------------
     def plugged(self, n, yes):
@@ -29,6 +30,29 @@ class App:
             pass
         code = self.cp.stop_transaction(n, reason)
         self.log("app: stop on connector %d: %s" % (n, code))
+
+    def fault(self, n, code, info=None):
+        """A fault input of connector n (0: the whole charger) became active; code is
+        an OCPP ChargePointErrorCode (ValueError otherwise).  The relay opens and the
+        status is Faulted; a running transaction goes on without energy.  Product
+        policy may stop it here instead: self.cp.stop_transaction(n, "Other")."""
+        self.cp.fault(n, code, info)
+
+    def clear_fault(self, n):
+        """The fault of connector n is gone: back to the state it would be in now."""
+        self.cp.clear_fault(n)
+
+    # -- charge point events --------------------------------------------------------------
+    def storage(self, event, detail):
+        """Flash runs short (cp.on_storage): a product would show it (LED, display)."""
+        s = self.cp.storage()
+        if event == "meter_dropped":
+            self.log("storage: flash short, %d MeterValues dropped (oldest first); "
+                     "%d dropped since boot, %d queued, %s bytes free"
+                     % (detail, s["dropped_meter"], s["queued"], s["free"]))
+        else:
+            self.log("storage: full, %s refused; %d refused since boot, %d queued, "
+                     "%s bytes free" % (detail, s["refused"], s["queued"], s["free"]))
 
     def quit(self):
         self.cp.quit(0)

@@ -2,6 +2,7 @@
 
 On the charger this runs at boot (main.py); in the simulator tools/sim passes options:
   --csms URL  --id ID  --state DIR  --connectors N  [--imp IMP_PER_KWH] [--ca CA.der]
+  [--flash-kb N]  (simulated flash size: the state directory counted in littlefs blocks)
 Options override (and are saved to) the configuration in the state directory.
 
 A Reset from the central system ends the run with REBOOT: the device reboots for real;
@@ -19,7 +20,7 @@ def parse_args(argv):
         a = argv[i]
         if not a.startswith("--") or i + 1 >= len(argv):
             print("usage: main.py [--csms URL] [--id ID] [--state DIR] [--connectors N] "
-                  "[--imp N] [--ca FILE]")
+                  "[--imp N] [--ca FILE] [--flash-kb N]")
             raise SystemExit(2)
         opts[a[2:]] = argv[i + 1]
         i += 2

@@ -124,8 +124,14 @@ def test_central_system_goes_away_during_session(start_csms, start_sim, tmp_path
         assert regs == sorted(regs) and regs[-1] > regs[0]
     stop1 = tx[n1][3]
     assert stop1["meterStop"] >= int(tx[n1 - 1][3]["meterValue"][0]["sampledValue"][0]["value"])
-    assert [d["sampledValue"][0]["context"] for d in stop1["transactionData"]] == \
-        ["Transaction.Begin", "Transaction.End"]
+    # transactionData: Begin, the periodic samples taken offline (the same instants as
+    # the MeterValues of that transaction), End.
+    td = stop1["transactionData"]
+    ctx = [d["sampledValue"][0]["context"] for d in td]
+    assert ctx[0] == "Transaction.Begin" and ctx[-1] == "Transaction.End", ctx
+    assert len(ctx) >= 3 and set(ctx[1:-1]) == {"Sample.Periodic"}, ctx
+    sampled = {c[3]["meterValue"][0]["timestamp"] for c in tx[:n1]}
+    assert all(d["timestamp"] in sampled for d in td[1:-1])
     assert cs2.invalid() == [] and cs1.invalid() == []
     # Nothing was sent twice except the unanswered MeterValues.
     assert len(cs2.calls("StopTransaction", cp="CP1")) == 3

@@ -5,7 +5,9 @@
   CALLRESULT, dispatch), against tools/csms on loopback; target < 512 B per cycle;
 - and where they go: send (envelope, encode, mask, socket write), recv (websocket
   receive of the CALLRESULT, the wait for it included), json (json.loads of it) and
-  rest (call's coroutine, dispatch, waking the caller), from a step-by-step run.
+  rest (dispatch, waking the caller), from a step-by-step run;
+- a replay of 1,000 transactions queued offline (time, journal bytes, heap);
+- the firmware's heap after a charging session, code and objects apart.
 """
 import subprocess
 import sys
@@ -48,3 +50,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "tools" / "bench"))
     from replay import replay  # noqa: E402
     replay()
+    # Heap of the whole firmware after a session: tools/bench/session.py
+    print()
+    from session import session_heap  # noqa: E402
+    session_heap()

@@ -223,6 +223,7 @@ class Board:
         self._relay = [None] * n
         self._plug = [None] * n
         self._stop = [None] * n
+        self._fault = [None] * n   # optional fault inputs (pins.FAULT)
         self._src = [None] * n
         self._raw = [0] * n        # last hardware reading
         self._pulses = [0] * n     # software total since boot
@@ -234,6 +235,12 @@ class Board:
         self._last_t = [0] * n     # when pulses were last seen
         self._tag = [None] * n
         self._tag_t = [0] * n
+        faults = getattr(p, "FAULT", None) or ()   # pin maps without it: no fault inputs
+        self.fault_code = getattr(p, "FAULT_CODE", "OtherError")
+        if any(f is not None for f in faults[:nc]):
+            from ocpp16.chargepoint import ERROR_CODES
+            if self.fault_code.encode() not in ERROR_CODES:
+                raise ValueError("FAULT_CODE %s is not a ChargePointErrorCode" % self.fault_code)
         pull = Pin.PULL_UP if p.S0_PULL_UP else None
         for i in range(1, n):
             # The contactor is opened first thing: the relay output is driven inactive.
@@ -241,6 +248,8 @@ class Board:
             self._plug[i] = _Input(p.PLUG[i - 1], p.PLUG_ACTIVE)
             if p.STOP[i - 1] is not None:
                 self._stop[i] = _Input(p.STOP[i - 1], p.STOP_ACTIVE)
+            if i <= len(faults) and faults[i - 1] is not None:
+                self._fault[i] = _Input(faults[i - 1], getattr(p, "FAULT_ACTIVE", 0))
             s0 = Pin(p.S0[i - 1], Pin.IN, pull)
             self._src[i] = src(i - 1, s0, p.S0_FILTER_NS)
             self._raw[i] = self._src[i].read()
@@ -332,7 +341,7 @@ class Board:
 
     # -- periodic work (sync, so tests can step it) ----------------------------------------
     def scan_inputs(self, tick=0):
-        """One input poll: debounce plug and stop inputs, drive the LED."""
+        """One input poll: debounce plug, stop and fault inputs, drive the LED."""
         for n in range(1, self.connectors + 1):
             if self._plug[n].sample():
                 yes = self._plug[n].active
@@ -344,6 +353,15 @@ class Board:
                 self.log("board: stop button on connector %d" % n)
                 if self.app:
                     self.app.stop_pressed(n, "Local")
+            f = self._fault[n]
+            if f is not None and f.sample():
+                self.log("board: fault input of connector %d %s"
+                         % (n, "active" if f.active else "cleared"))
+                if self.app:
+                    if f.active:
+                        self.app.fault(n, self.fault_code)
+                    else:
+                        self.app.clear_fault(n)
         if self._led is not None:
             m = self._led_mode
             lit = m == LED_ON or (m == LED_SLOW and tick % 20 < 10) or (
@@ -437,7 +455,8 @@ class Board:
                     self.log("board: Wi-Fi reconnect failed: %s" % e)
 
     def start(self, app):
-        """Start the board's tasks; `app` gets plugged/swiped/stop_pressed events."""
+        """Start the board's tasks; `app` gets plugged/swiped/stop_pressed/fault/
+        clear_fault events."""
         self.app = app
         asyncio.create_task(self._inputs())
         asyncio.create_task(self._meter())

@@ -39,6 +39,15 @@ PLUG_ACTIVE = 0           # level meaning "plugged"
 STOP = (32,)
 STOP_ACTIVE = 0
 
+# -- fault input (optional) ------------------------------------------------------------
+# A contact that reports a fault of the connector, e.g. the auxiliary contact of its
+# RCD/RCM or an over-temperature switch; None for none.  While it is active the relay is
+# open and the connector reports Faulted with FAULT_CODE (an OCPP ChargePointErrorCode).
+# The input only reports: the protection itself must be in hardware.
+FAULT = (None,)
+FAULT_ACTIVE = 0          # level meaning "fault"; internal pull-up when 0
+FAULT_CODE = "OtherError"
+
 # -- RFID reader -----------------------------------------------------------------------
 # UART readers that send one tag id per line: (connector, uart id, rx pin, tx pin, baud).
 # Empty tuple: no reader (authorisation only from the central system).

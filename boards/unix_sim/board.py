@@ -3,23 +3,47 @@
 Simulates what a real board wires to the firmware: an S0 energy meter per connector
 (pulses at the power the EV draws while the relay is closed; imp/kWh configurable), the
 cable plug, an RFID reader and the relay.  It is driven by commands on stdin, one per
-line (see HELP).  `--state DIR` is the simulated flash.
+line (see HELP).  `--state DIR` is the simulated flash; `--flash-kb N` gives it a size
+(see flash_free), default unlimited (the host's free space, as statvfs reports it).
 """
+import os
 import sys
 import json
 import asyncio
 from time import ticks_ms, ticks_diff
 
 HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
-        "pulses N COUNT | reboot | quit")
+        "pulses N COUNT | fault N CODE | clear N | storage | heap | reboot | quit")
 
 _METER_TICK_MS = 100
+
+
+def heap_figures():
+    """After a collection: bytes in use, free, and the largest free block (what the next
+    big allocation can get on a fragmented heap), found by bisection: allocation only."""
+    import gc
+    gc.collect()
+    used, free = gc.mem_alloc(), gc.mem_free()
+    lo, hi = 0, free
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid
+    gc.collect()
+    return "used=%d free=%d largest_free_block=%d" % (used, free, lo)
+_BLOCK = 4096       # littlefs block size on the ESP32 boards
+_INLINE = 128       # littlefs keeps a file this small inside its directory's metadata
 
 
 class Board:
     name = "unix_sim"
 
-    def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print, phases=3):
+    def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print, phases=3,
+                 flash_kb=0):
         self.connectors = connectors
         self.phases = phases
         self.imp_per_kwh = imp_per_kwh
@@ -34,6 +58,10 @@ class Board:
         self._drew = [False] * n     # the EV drew power since it was plugged in
         self.app = None
         self._t0 = ticks_ms()
+        if flash_kb > 0:
+            # Only then: without it the journal asks statvfs of the host, as before.
+            self.flash_bytes = flash_kb * 1024
+            self.flash_free = self._flash_free
         # The physical world survives a reboot or power cut: a plugged cable stays plugged.
         self._hw = state + "/sim-hardware.json"
         try:
@@ -81,6 +109,33 @@ class Board:
     def is_plugged(self, n):
         return self.plugged[n]
 
+    def _flash_free(self):
+        """Free bytes of a littlefs of `flash_bytes` that holds only the state directory,
+        counted the way littlefs allocates (4096-byte blocks): every directory, the state
+        directory included (it stands for the root, whose pair also holds the
+        superblock), takes a metadata pair of 2 blocks; a file of up to 128 bytes is
+        inline in its directory's pair (0 blocks); a larger file takes ceil(size / 4096)
+        blocks.  Ignored: CTZ skip-list pointers in files of more than one block (a few
+        bytes a block) and directories whose metadata outgrows one pair (hundreds of
+        entries).  It walks the state directory: the journal asks rarely (only when
+        its estimate says it may be near its reserve), never per write."""
+        blocks = 0
+        todo = [self.state]
+        while todo:
+            d = todo.pop()
+            blocks += 2
+            for e in os.ilistdir(d):
+                p = d + "/" + e[0]
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue    # removed meanwhile
+                if st[0] & 0x4000:
+                    todo.append(p)
+                elif st[6] > _INLINE:
+                    blocks += (st[6] + _BLOCK - 1) // _BLOCK
+        return max(0, self.flash_bytes - blocks * _BLOCK)
+
     # -- simulation -----------------------------------------------------------------------
     async def _meter(self):
         # Pulses accrue at the power drawn while the relay is closed.
@@ -101,9 +156,9 @@ class Board:
         with open(self._hw, "w") as f:
             f.write(json.dumps(self.plugged))
 
-    def _conn(self, arg):
+    def _conn(self, arg, zero=False):
         n = int(arg)
-        if not 1 <= n <= self.connectors:
+        if not (0 if zero else 1) <= n <= self.connectors:
             raise ValueError("no connector %d" % n)
         return n
 
@@ -145,11 +200,26 @@ class Board:
                 reason = w[2] if len(w) == 3 else "Local"
                 self.log("sim: stop button on connector %d (%s)" % (n, reason))
                 self.app.stop_pressed(n, reason)
+            elif c == "storage" and len(w) == 1:
+                s = self.app.cp.storage()
+                self.log("sim: storage queued=%d dropped_meter=%d refused=%d free=%s"
+                         % (s["queued"], s["dropped_meter"], s["refused"], s["free"]))
+            elif c == "heap" and len(w) == 1:
+                self.log("sim: heap " + heap_figures())
             elif c == "pulses" and len(w) == 3:
                 n = self._conn(w[1])
                 self.pulses[n] += max(0, int(w[2]))
                 self.log("sim: %s pulses on connector %d, register %d Wh"
                          % (w[2], n, self.energy_wh(n)))
+            elif c == "fault" and len(w) == 3:
+                # A fault input (0: the whole charger); CODE is a ChargePointErrorCode.
+                n = self._conn(w[1], True)
+                self.log("sim: fault %s on connector %d" % (w[2], n))
+                self.app.fault(n, w[2])
+            elif c == "clear" and len(w) == 2:
+                n = self._conn(w[1], True)
+                self.log("sim: fault on connector %d cleared" % n)
+                self.app.clear_fault(n)
             else:
                 self.log("sim: unknown command %r; %s" % (line.strip(), HELP))
         except ValueError as e:
@@ -173,7 +243,8 @@ class Board:
         return True
 
     def start(self, app):
-        """Start the simulation tasks; `app` receives plugged/swiped/stop_pressed/quit."""
+        """Start the simulation tasks; `app` receives plugged/swiped/stop_pressed/fault/
+        clear_fault/quit."""
         self.app = app
         asyncio.create_task(self._meter())
         asyncio.create_task(self._stdin())
@@ -183,4 +254,5 @@ def from_args(opts, log=print):
     """Build the board from command-line options (tools/sim)."""
     return Board(connectors=int(opts.get("connectors", 1)),
                  imp_per_kwh=int(opts.get("imp", 1000)),
-                 state=opts.get("state", "state"), log=log)
+                 state=opts.get("state", "state"), log=log,
+                 flash_kb=int(opts.get("flash-kb", 0)))

@@ -43,6 +43,13 @@ NOT_AVAILABLE = "Unavailable"
 OFFLINE = "Offline"
 STORAGE_FULL = "StorageFull"
 
+# OCPP 1.6 ChargePointErrorCode values a fault may carry (NoError is no fault).
+ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure",
+               b"HighTemperature", b"InternalError", b"LocalListConflict", b"OtherError",
+               b"OverCurrentFailure", b"OverVoltage", b"PowerMeterFailure",
+               b"PowerSwitchFailure", b"ReaderFailure", b"ResetFailure", b"UnderVoltage",
+               b"WeakSignal")
+
 _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
 _TICK_MS = const(200)
@@ -74,6 +81,7 @@ class ChargePoint:
         self.vendor_id = "mpocpp"
         self.data_transfer_handler = None   # fn(payload) -> response dict, for vendor messages
         self.on_transaction_result = None   # fn(kind, connector, outcome, payload)
+        self.on_storage = None              # fn(event, detail): flash short, see storage()
         self.clock = Clock(board.seconds)
         self.timebase = TimeBase(state, self.clock, board.seconds, log)
         self.rpc = rpc.Rpc(ws, dict(HANDLERS), log=log, ctx=self,
@@ -88,6 +96,8 @@ class ChargePoint:
         self._changed_ms = [0] * (n + 1)      # ticks_ms of the last change (MinimumStatusDuration)
         self.reported = [-1] * (n + 1)        # last status the central system accepted
         self._reported_error = [b"NoError"] * (n + 1)
+        self.faults = [None] * (n + 1)        # board fault per connector: (errorCode, info)
+        self._held = [AVAILABLE] * (n + 1)    # state set while faulted (see clear_fault)
         raw = store.read(state + "/availability.json")
         self.inoperative = json.loads(raw) if raw else [False] * (n + 1)
         if len(self.inoperative) != n + 1:
@@ -108,8 +118,12 @@ class ChargePoint:
         self.exit_code = 0
         self.connects = 0
         self.meter = Meter(board, state, log)
+        # A board may simulate a flash size (boards/unix_sim --flash-kb): its free bytes
+        # replace statvfs.  The ESP32 boards have none: statvfs of the littlefs.
         self.journal = journal.Journal(state + "/journal", log=log,
-                                       scratch=getattr(ws, "tx", None))  # idle at boot
+                                       scratch=getattr(ws, "tx", None),  # idle at boot
+                                       free=getattr(board, "flash_free", None),
+                                       on_space=self._storage_event)
         self.cache = AuthCache(state + "/auth.json", log)
         self.tx = Transactions(self)
         self.sessions = Sessions(self)
@@ -124,7 +138,17 @@ class ChargePoint:
 
     # -- application API ------------------------------------------------------------------
     def set_status(self, n, state, error=b"NoError", info=None):
-        """Set connector n's state; a StatusNotification follows when it changed."""
+        """Set connector n's state; a StatusNotification follows when it changed.
+
+        While connector n (or connector 0) has a board fault (fault()), the reported
+        status stays Faulted: the state is only noted, and clear_fault() applies the
+        state the connector is in by then."""
+        if self.faults[n] is not None or self.faults[0] is not None:
+            self._held[n] = state
+            return
+        self._put_status(n, state, error, info)
+
+    def _put_status(self, n, state, error=b"NoError", info=None):
         if self.status[n] == state and self.error_code[n] == error and self.status_info[n] == info:
             return
         self.status[n] = state
@@ -142,19 +166,97 @@ class ChargePoint:
         """Board event: an RFID card was presented at connector n."""
         self.sessions.card(n, tag)
 
+    def fault(self, n, error_code, info=None):
+        """Board event: connector n (0 = the whole charge point) has a fault.
+
+        error_code: an OCPP 1.6 ChargePointErrorCode other than NoError, as str (e.g.
+        "GroundFailure"); anything else raises ValueError.  info: optional text for the
+        StatusNotification (at most 50 characters are sent).
+
+        The relay of n (of every connector when n == 0) opens at once and the status
+        becomes Faulted with that errorCode (every connector's too when n == 0, unless
+        it has a fault of its own).  A running transaction is not stopped: no energy
+        flows while the relay is open, and the application may stop it with
+        stop_transaction(n, "Other") or "EmergencyStop".  No transaction starts on a
+        faulted connector (card, plug-in, RemoteStartTransaction, start_transaction); an
+        authorisation waiting for the plug is dropped.  Another fault on the same
+        connector replaces the error code.
+        """
+        if not 0 <= n <= self.connectors:
+            raise ValueError("connector")
+        code = error_code.encode() if isinstance(error_code, str) else error_code
+        if code not in ERROR_CODES:
+            raise ValueError("not a ChargePointErrorCode: %s" % error_code)
+        code = ERROR_CODES[ERROR_CODES.index(code)]    # the constant, not a copy
+        self.faults[n] = (code, info)
+        self.log("fault: connector %d %s%s" % (n, code.decode(), " (%s)" % info if info else ""))
+        for i in range(self.connectors + 1):
+            if n and i != n:
+                continue
+            if i:
+                self.board.relay(i, False)
+                self.sessions.authorized[i] = None
+            if i == n or self.faults[i] is None:   # a connector's own fault keeps its code
+                self._show_fault(i)
+
+    def clear_fault(self, n):
+        """Board event: the fault of connector n (0 = the charge point) is gone.
+
+        The connector returns to the state it is in now: Charging when a transaction
+        runs, the cable is plugged and charging is allowed (the relay closes again);
+        SuspendedEV without the cable, SuspendedEVSE when not allowed; else Finishing,
+        Preparing, Available or Unavailable; errorCode NoError.  A connector stays
+        Faulted while it or connector 0 still has a fault.
+        """
+        if not 0 <= n <= self.connectors:
+            raise ValueError("connector")
+        if self.faults[n] is None:
+            return
+        self.faults[n] = None
+        self.log("fault: connector %d cleared" % n)
+        for i in range(self.connectors + 1):
+            if n and i != n:
+                continue
+            if self.faulted(i):
+                if i == n:
+                    self._show_fault(i)      # connector 0's fault remains
+                continue
+            if i and self.tx.active[i] is not None:
+                self.sessions._charging_state(i)   # relay, Charging/SuspendedEV/EVSE
+                continue
+            if self.unavailable(i):
+                state = UNAVAILABLE
+            elif i and self.sessions.plugged[i]:
+                state = FINISHING if self._held[i] == FINISHING else PREPARING
+            else:
+                state = AVAILABLE
+            self._put_status(i, state)
+
+    def faulted(self, n):
+        """True while connector n cannot charge because of a board fault (its own or
+        connector 0's)."""
+        return self.faults[0] is not None or self.faults[n] is not None
+
+    def _show_fault(self, i):
+        f = self.faults[i] or self.faults[0]
+        if self.status[i] != FAULTED:
+            self._held[i] = self.status[i]
+        self._put_status(i, FAULTED, f[0], f[1])
+
     def start_transaction(self, n, id_tag, on_result=None):
         """Start a transaction now for an already authorised `id_tag` on connector n.
 
         Returns QUEUED (StartTransaction is on flash and will be delivered) or a refusal
-        (BAD_CONNECTOR, BUSY, NOT_AVAILABLE, STORAGE_FULL).  on_result(outcome, payload) is called when
-        the central system answers (outcome rpc.RESULT with the StartTransaction.conf
-        payload, or rpc.CALLERROR when it was given up).
+        (BAD_CONNECTOR, BUSY, NOT_AVAILABLE (also while faulted), STORAGE_FULL).
+        on_result(outcome, payload) is called when the central system answers (outcome
+        rpc.RESULT with the StartTransaction.conf payload, or rpc.CALLERROR when it was
+        given up).
         """
         if not 1 <= n <= self.connectors:
             return BAD_CONNECTOR
         if self.tx.active[n] is not None:
             return BUSY
-        if self.unavailable(n):
+        if self.unavailable(n) or self.faulted(n):
             return NOT_AVAILABLE
         self.sessions.start(n, id_tag)
         if self.tx.active[n] is None:
@@ -185,6 +287,30 @@ class ChargePoint:
         if on_result:
             self._tx_callbacks[(journal.STOP, local)] = on_result
         return QUEUED
+
+    def storage(self):
+        """The journal's use of flash, for the application: a dict with "queued" (transaction
+        messages on flash, not yet delivered), "dropped_meter" (MeterValues dropped for
+        lack of space since boot, oldest first), "refused" (Start/Stop/MeterValues not
+        queued for lack of space since boot) and "free" (free bytes of the filesystem,
+        None if unknown).  "free" asks the filesystem (statvfs walks littlefs): not
+        for every tick."""
+        j = self.journal
+        try:
+            free = j._free()
+        except OSError:
+            free = None
+        return {"queued": len(j), "dropped_meter": j.dropped_meter, "refused": j.refused,
+                "free": free}
+
+    def _storage_event(self, event, kind):
+        # From the journal (inside an append): "meter_dropped" with a record count, or
+        # "full" with the kind refused, told to the application as the action's name.
+        fn = self.on_storage
+        if fn:
+            if event == "full":
+                kind = ("StartTransaction", "StopTransaction", "MeterValues")[kind - 1]
+            fn(event, kind)
 
     def send(self, action, payload, on_result=None):
         """Send any other CP-initiated message (Authorize, DataTransfer, ...) with a dict.
@@ -223,7 +349,8 @@ class ChargePoint:
 
     def free_connector(self):
         for n in range(1, self.connectors + 1):
-            if not self.sessions.busy(n) and not self.unavailable(n):
+            if not self.sessions.busy(n) and not self.unavailable(n) \
+                    and self.status[n] != FAULTED:
                 return n
         return None
 

@@ -364,9 +364,16 @@ class Journal:
     `scratch`: a writable buffer of at least `seg_size` bytes that is idle while the
     journal opens (the charge point lends the websocket's transmit buffer): segments are
     read into it, so opening needs no segment-sized block from a fragmented heap.
+    `free`: a callable returning the free bytes of the filesystem (default: statvfs of
+    `root`; the simulator passes its simulated flash, board.flash_free).  Asked rarely
+    (see append), never per write.
+    `on_space`: fn(event, detail), told when space runs short: "meter_dropped" with the
+    number of METER records just dropped, "full" with the kind (START, STOP, METER) of
+    an append refused with ENOSPC.  Called inside append: it must not append.
     """
 
-    def __init__(self, root, log=print, min_free=16384, seg_size=0, scratch=None):
+    def __init__(self, root, log=print, min_free=16384, seg_size=0, scratch=None,
+                 free=None, on_space=None):
         root = root.rstrip("/") or "/"
         self.root = root
         base = "" if root == "/" else root
@@ -379,6 +386,10 @@ class Journal:
         self.corrupt = 0        # torn/corrupt records and leftovers found (and quarantined)
         self.unknown = 0        # segments of an unknown format version, left in place
         self.dropped_meter = 0  # METER records dropped for lack of space
+        self.refused = 0        # appends refused with ENOSPC
+        self.on_space = on_space
+        if free is not None:
+            self._free = free   # shadows the statvfs method
         self.bytes_written = 0  # file bytes this instance wrote
         store.makedirs(self._q)
         store.makedirs(self._txd)
@@ -718,7 +729,19 @@ class Journal:
             ix.kill(ix.find(seq))
             self._flags.pop(seq, None)
             self.dropped_meter += 1
+        if todo:
+            self._event("meter_dropped", len(todo))
         return True
+
+    def _event(self, event, detail):
+        if event == "full":
+            self.refused += 1
+        fn = self.on_space
+        if fn:
+            try:
+                fn(event, detail)
+            except Exception as e:  # the application's bug must not break the journal
+                self.log("journal: on_space(%s) failed: %r" % (event, e))
 
     def _write(self, s, seq, kind, tx, body, n, flags):
         rl = _HLEN + n
@@ -786,9 +809,10 @@ class Journal:
 
         Returns its seq (strictly increasing, also across reboots).  When free space
         is below `min_free`, the oldest METER records are dropped first (logged,
-        counted in `dropped_meter`); START/STOP never are.  If that is not enough,
-        raises OSError(ENOSPC) and queues nothing.  A STOP may use the lower half of
-        `min_free`: a transaction that could start must be able to end.
+        counted in `dropped_meter`, told to `on_space`); START/STOP never are.  If that
+        is not enough, raises OSError(ENOSPC) and queues nothing (counted in `refused`,
+        told to `on_space`).  A STOP may use the lower half of `min_free`: a
+        transaction that could start must be able to end.
         """
         if kind != START and kind != STOP and kind != METER:
             raise ValueError("kind")
@@ -810,6 +834,7 @@ class Journal:
                         if f >= floor:
                             break
                         self._slack = -1
+                        self._event("full", kind)
                         raise OSError(_ENOSPC)
                     f = self._free()
                 self._slack = f - self.min_free
@@ -824,6 +849,8 @@ class Journal:
             except OSError as e:
                 self._slack = -1
                 if e.args[0] != _ENOSPC or not self._drop_meter():
+                    if e.args[0] == _ENOSPC:
+                        self._event("full", kind)
                     raise
 
     def __len__(self):

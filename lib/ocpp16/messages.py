@@ -10,8 +10,8 @@ BOOT = b"BootNotification"
 HEARTBEAT = b"Heartbeat"
 STATUS = b"StatusNotification"
 
-# StatusNotification status values, indexed by the connector state numbers in
-# ocpp16.connector; errorCode values likewise.
+# StatusNotification status values, indexed by the connector state numbers of
+# chargepoint.py (AVAILABLE = 0 ... FAULTED = 8).
 STATUSES = (b"Available", b"Preparing", b"Charging", b"SuspendedEVSE", b"SuspendedEV",
             b"Finishing", b"Reserved", b"Unavailable", b"Faulted")
 

@@ -140,6 +140,9 @@ class Sessions:
         self.authorize(tag, done)
 
     def _wait_for_plug(self, n, tag, parent):
+        if self.cp.faulted(n):
+            self.cp.log("session: connector %d is faulted; %s not kept" % (n, tag))
+            return
         self.authorized[n] = [tag, parent]
         self._auth_deadline[n] = ticks_add(ticks_ms(), self.cp.cfg.get("ConnectionTimeOut") * 1000)
         self.cp.set_status(n, C.PREPARING)
@@ -148,6 +151,9 @@ class Sessions:
     def start(self, n, tag, parent=None, reservation=None):
         cp = self.cp
         self.authorized[n] = None
+        if cp.faulted(n):   # the fault came while the tag was being authorised
+            cp.log("session: connector %d is faulted; no transaction for %s" % (n, tag))
+            return
         cp.tx.begin(n, tag, parent, reservation)
         self._next_sample[n] = ticks_add(ticks_ms(), cp.cfg.get("MeterValueSampleInterval") * 1000)
         self._charging_state(n)
@@ -156,7 +162,7 @@ class Sessions:
         cp = self.cp
         tx = self._tx(n)
         allowed = tx is not None and (tx.get("auth") == "Accepted" or "cap" in tx) \
-            and self.plugged[n] and not cp.unavailable(n)
+            and self.plugged[n] and not cp.unavailable(n) and not cp.faulted(n)
         cp.board.relay(n, allowed)
         if tx is None:
             return

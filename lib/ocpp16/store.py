@@ -31,10 +31,17 @@ def makedirs(path):
 
 
 def atomic_write(path, data):
-    """Replace `path` with `data` (bytes-like) so that a power cut leaves old or new."""
+    """Replace `path` with `data` so that a power cut leaves old or new.
+
+    `data`: bytes-like, or a list of them (written in turn: no joined copy, which a
+    fragmented heap may not have room for)."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        if isinstance(data, list):
+            for d in data:
+                f.write(d)
+        else:
+            f.write(data)
         f.flush()
     if write_hook:
         write_hook(tmp)

@@ -203,7 +203,7 @@ class Transactions:
                 lines = self._kept(n)
                 lines = lines[len(lines) & 1:]          # every other one, the newest kept
                 lines = [lines[i] for i in range(1, len(lines), 2)]
-                store.atomic_write(path, b"".join(x + b"\n" for x in lines))
+                store.atomic_write(path, lines)
                 tx["k"] = k * 2
                 self.log("tx: transactionData of local #%d thinned: every %d. sample kept"
                          % (tx["tx"], k * 2))
@@ -212,22 +212,29 @@ class Transactions:
             self.log("tx: transactionData sample of local #%d not kept: %r" % (tx["tx"], e))
 
     def _kept(self, n):
-        # The intact lines of tx/<n>.d: a torn last line (power cut) or a damaged one is
-        # left out, never allowed to make the StopTransaction invalid JSON.
-        raw = store.read(self._data(n))
-        if not raw:
-            return []
+        # The intact lines of tx/<n>.d, each with its newline: a torn last line (power
+        # cut) or a damaged one is left out, never allowed to make the StopTransaction
+        # invalid JSON.  Read line by line: a long queue fragments the heap.
         out = []
-        for line in raw.split(b"\n")[:-1]:
-            try:
-                v = json.loads(line)
-                if isinstance(v, dict) and "timestamp" in v and \
-                        isinstance(v.get("sampledValue"), list):
-                    out.append(line)
-                    continue
-            except ValueError:
-                pass
-            self.log("tx: damaged transactionData line in %s skipped" % self._data(n))
+        try:
+            f = open(self._data(n), "rb")
+        except OSError:
+            return out
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                if line[-1] == 10:
+                    try:
+                        v = json.loads(line)
+                        if isinstance(v, dict) and "timestamp" in v and \
+                                isinstance(v.get("sampledValue"), list):
+                            out.append(line)
+                            continue
+                    except ValueError:
+                        pass
+                self.log("tx: damaged transactionData line in %s skipped" % self._data(n))
         return out
 
     @staticmethod
@@ -238,7 +245,7 @@ class Transactions:
         for step in range(1, m + 1):
             size = 0
             for i in range(m - 1, -1, -step):
-                size += len(lines[i]) + 1 + _STAMP_GROWTH * lines[i].count(b'"~')
+                size += len(lines[i]) + _STAMP_GROWTH * lines[i].count(b'"~')  # \n -> ,
             if size <= room:
                 return [lines[i] for i in range(m - 1 - (m - 1) // step * step, m, step)]
         return []
@@ -315,7 +322,7 @@ class Transactions:
                     self.log("tx: transactionData of local #%d: %d of %d intermediate samples "
                              "fit the StopTransaction" % (tx["tx"], len(fit), len(lines)))
                 for x in fit:
-                    w.raw(x)
+                    w.raw(memoryview(x)[:-1])   # without its newline
                     w.byte(44)
             if end:
                 w.raw(end)

@@ -315,6 +315,48 @@ def test_two_connectors():
     assert Pin.pins[13].value() == 1 and Pin.pins[26].value() == 0
 
 
+class _FaultApp(_App):
+    def fault(self, n, code):
+        self.events.append(("fault", n, code))
+
+    def clear_fault(self, n):
+        self.events.append(("clear", n))
+
+
+def test_fault_input_reports_fault_and_clear():
+    b = _board(S0=(25, 14), RELAY=(26, 13), PLUG=(27, 4), STOP=(32, None),
+               FAULT=(None, 33), FAULT_ACTIVE=0, FAULT_CODE="GroundFailure")
+    app = _FaultApp()
+    b.app = app
+    f = Pin.pins[33]
+    assert f.pull == Pin.PULL_UP
+    f.drive(0)
+    b.scan_inputs()
+    b.scan_inputs()
+    assert app.events == []              # debounced like the other inputs
+    b.scan_inputs()
+    assert app.events == [("fault", 2, "GroundFailure")]
+    for _ in range(4):
+        b.scan_inputs()
+    f.drive(1)
+    for _ in range(3):
+        b.scan_inputs()
+    assert app.events == [("fault", 2, "GroundFailure"), ("clear", 2)]
+
+
+def test_fault_input_optional_and_code_checked():
+    b = _board()                         # a pin map without FAULT: no fault input
+    b.app = _FaultApp()
+    b.scan_inputs()
+    assert b._fault == [None, None]
+    assert _board(FAULT=(33,)).fault_code == "OtherError"
+    try:
+        _board(FAULT=(33,), FAULT_CODE="NoError")
+        assert False
+    except ValueError:
+        pass
+
+
 # -- identity, clock, construction --------------------------------------------------------
 
 def test_identity():

@@ -154,6 +154,52 @@ def test_stop_may_use_half_the_reserve():
         assert e.args[0] == 28
 
 
+def test_free_callable_asked_rarely_and_events():
+    # `free=` replaces statvfs (the simulator's --flash-kb); it is asked only when the
+    # estimate (each append may take a fresh segment) nears min_free, never per write.
+    # `on_space` hears of dropped MeterValues and of refused appends; `refused` counts.
+    d = _fresh("freefn")
+    free = [1 << 20]
+    calls = [0]
+    events = []
+
+    def fn():
+        calls[0] += 1
+        return free[0]
+
+    j = journal.Journal(d, log=lambda s: None, min_free=16384, seg_size=1024, free=fn,
+                        on_space=lambda e, x: events.append((e, x)))
+    for i in range(400):
+        j.append(METER if i % 3 else START, 1, _body(1, i))
+    # ~1 MB above min_free, ~1.1 KB assumed per append: asked about once per 900.
+    assert calls[0] <= 2, calls
+    assert events == [] and j.refused == 0
+    meters = sum(1 for r in j.records() if r[1] == METER)
+    free[0] = 16000                 # short: every append asks, METER segments go first
+    j._slack = -1
+    c0 = calls[0]
+    try:
+        j.append(START, 2, b"{}")
+        assert False, "no ENOSPC"
+    except OSError as e:
+        assert e.args[0] == 28
+    assert calls[0] > c0
+    dropped = [x for e, x in events if e == "meter_dropped"]
+    assert sum(dropped) == meters == j.dropped_meter and len(dropped) > 1
+    assert events[-1] == ("full", START) and j.refused == 1
+    assert all(r[1] == START for r in j.records())
+    # A failing callback is logged, never breaks the journal.
+    logged = []
+    j.log = logged.append
+    j.on_space = lambda e, x: 1 // 0
+    try:
+        j.append(METER, 2, b"{}")
+        assert False, "no ENOSPC"
+    except OSError as e:
+        assert e.args[0] == 28
+    assert j.refused == 2 and logged and "on_space" in logged[0]
+
+
 def test_open_reads_segments_into_a_lent_buffer():
     # The charge point lends an idle buffer (the websocket's transmit buffer) for the
     # scan at open; a damaged segment is repaired through it as well.

@@ -42,6 +42,10 @@ def replay(n=1000):
                 if i % 100 == 99:
                     sim.wait_line("tx: stopped local #%d " % (i + 1), timeout=120)
             build = time.monotonic() - t0
+            sim.wait_line("tx: stopped local #%d " % n, timeout=120)
+            sim.send("heap")
+            h = sim.wait_line(r"sim: heap used=", timeout=30)
+            heap = dict(kv.split("=") for kv in sim.lines[h].split("sim: heap ")[1].split())
             cs.cmd("refuse 0")
             i = sim.wait_line(r"delivery: (\d+) messages queued, sending \(journal wrote (\d+) "
                               r"bytes so far\)", timeout=60)
@@ -67,6 +71,9 @@ def replay(n=1000):
     print("with transactionData), simulator on the unix port, tools/csms on loopback:")
     print("  built offline in          %6.1f s  (host-driven: swipe, pulses, swipe)" % build)
     print("  queued messages           %6d" % queued)
+    print("  heap with them queued     %6d bytes in use, %d free, largest free block %d"
+          % (int(heap["used"]), int(heap["free"]), int(heap["largest_free_block"])))
+    print("                                          (-X heapsize=176wK: tools/sim's default)")
     print("  replay, link up -> empty  %6.1f s  (%.0f messages/s, one CALL in flight)"
           % (replay_s, queued / replay_s))
     print("  journal wrote, building   %6d bytes  (%d per transaction)" % (built, built // n))

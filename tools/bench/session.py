@@ -1,4 +1,4 @@
-"""Heap in use by the whole firmware after a charging session (simulator, 112K-word heap)."""
+"""Heap in use by the whole firmware after a charging session (simulator, tools/sim's heap)."""
 import re
 import sys
 import tempfile
@@ -33,7 +33,7 @@ def session_heap():
     used, free = int(m.group(1)), int(m.group(2))
     code = code_heap()
     print("Firmware heap after a session, 2 connectors, one transaction still running")
-    print("(unix port, 64-bit, -X heapsize=112wK; 32-bit ESP32 objects are about half):")
+    print("(unix port, 64-bit, tools/sim's -X heapsize=176wK; 32-bit ESP32 objects are about half):")
     print("  in use: %d bytes, free: %d bytes" % (used, free))
     print("  of which the library's code loaded from .py/.mpy: %d bytes" % code)
     print("  runtime objects (what stays in RAM when the code is frozen): %d bytes"
@@ -52,7 +52,7 @@ def code_heap():
                "sessions, delivery, handlers, meter, timebase, authcache, messages, clock, store, backoff\n"
                "import app, board\n"
                "gc.collect(); print(gc.mem_alloc() - a)\n")
-    out = subprocess.run([micropython(), "-X", "heapsize=112wK", "-c", snippet], env=mp_env(),
+    out = subprocess.run([micropython(), "-X", "heapsize=176wK", "-c", snippet], env=mp_env(),
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     return int(out.split()[-1])
 
