@@ -100,7 +100,7 @@ small fragmented heap, a long docstring is one large allocation).
 # allocated before the record is written, so a MemoryError never leaves a record on
 # flash that the index does not know.  Measured on the 64-bit unix port: ~34 KB for
 # 2,000 queued records (24 KB of records, the rest chunk and segment overhead); the
-# simulator's default heap holds a queue of 1,000 transactions with ~30 KB to spare.
+# simulator (tools/sim, 176K words) holds a queue of 1,000 transactions with ~150 KB free.
 # No bodies in RAM.
 #
 

@@ -1,41 +1,10 @@
 # cp.fault / cp.clear_fault without a link: validation, relays, held states, connector 0.
-from fakews import FakeWS
-from fsutil import rmtree
-from ocpp16 import config, store
 from ocpp16 import chargepoint as C
-
-_DIR = "/tmp/mpocpp-test-fault-api"
-
-
-class FakeBoard:
-    connectors = 2
-
-    def __init__(self):
-        self.relays = [False] * 3
-        self.plug = [False] * 3
-
-    def identity(self):
-        return {"vendor": "test", "model": "fake"}
-
-    def seconds(self):
-        return 100
-
-    def energy_wh(self, n):
-        return 0
-
-    def relay(self, n, on):
-        self.relays[n] = on
-
-    def is_plugged(self, n):
-        return self.plug[n]
+import test_api
 
 
 def _cp():
-    rmtree(_DIR)
-    store.makedirs(_DIR)
-    b = FakeBoard()
-    cfg = config.Config(_DIR + "/config.json", connectors=2, log=lambda s: None)
-    cp = C.ChargePoint(b, cfg, FakeWS(4096), _DIR, log=lambda s: None)
+    cp, ws, b = test_api._cp()     # a charge point on a fake board, no link
     return cp, b
 
 
