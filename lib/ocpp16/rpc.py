@@ -292,14 +292,19 @@ class Rpc:
         if self._pending:
             self._finish(OFFLINE)
 
+    def _answer_head(self, start, uid):
+        # The start of an answer frame, `[3,"<uid>",` or `[4,"<uid>",`, lock held.
+        w = self.w
+        w.reset()
+        w.raw(start)
+        w.str(uid)
+        w.byte(44)
+        return w
+
     async def _reply(self, uid, payload):
         await self._lock.acquire()
         try:
-            w = self.w
-            w.reset()
-            w.raw(b'[3,')
-            w.str(uid)
-            w.byte(44)
+            w = self._answer_head(b"[3,", uid)
             try:
                 w.value(payload)
                 w.raw(b"]")
@@ -319,11 +324,7 @@ class Rpc:
         self.errors_sent += 1
         await self._lock.acquire()
         try:
-            w = self.w
-            w.reset()
-            w.raw(b'[4,')
-            w.str(uid)
-            w.byte(44)
+            w = self._answer_head(b"[4,", uid)
             w.str(code)
             w.byte(44)
             w.str(description[:255])
