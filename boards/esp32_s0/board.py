@@ -17,12 +17,12 @@ Options (from main.py, see `from_args`): connectors, imp (imp/kWh), counter
 """
 import asyncio
 import json
-import os
 from time import ticks_ms, ticks_diff
 from micropython import const
 import machine
 from machine import Pin
 import pins as _PINS
+from ocpp16 import store
 
 STATE = "/state"
 # While this file exists the watchdog is not armed and boot.py skips Wi-Fi, so a REPL or
@@ -178,14 +178,6 @@ class UartReader:
                 self.feed(self._chunk, n, board.swipe)
             else:
                 await asyncio.sleep_ms(20)
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 class Board:
@@ -467,7 +459,7 @@ class Board:
             asyncio.create_task(self._wifi(ssid, password))
         if not self.wdt_ms:
             self.log("board: watchdog off")
-        elif _exists(MAINTENANCE):
+        elif store.exists(MAINTENANCE):
             self.log("board: %s exists: watchdog off" % MAINTENANCE)
         else:
             self._wdt = machine.WDT(timeout=self.wdt_ms)

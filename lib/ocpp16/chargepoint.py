@@ -224,12 +224,9 @@ class ChargePoint:
             if i and self.tx.active[i] is not None:
                 self.sessions._charging_state(i)   # relay, Charging/SuspendedEV/EVSE
                 continue
-            if self.unavailable(i):
-                state = UNAVAILABLE
-            elif i and self.sessions.plugged[i]:
-                state = FINISHING if self._held[i] == FINISHING else PREPARING
-            else:
-                state = AVAILABLE
+            state = self.sessions._available_state(i)
+            if state == PREPARING and self._held[i] == FINISHING:
+                state = FINISHING    # a transaction stopped during the fault, cable still in
             self._put_status(i, state)
 
     def faulted(self, n):

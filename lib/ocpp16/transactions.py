@@ -201,9 +201,8 @@ class Transactions:
         try:
             if store.append(path, memoryview(self._buf)[:w.n]) > _DATA_CAP:
                 lines = self._kept(n)
-                lines = lines[len(lines) & 1:]          # every other one, the newest kept
-                lines = [lines[i] for i in range(1, len(lines), 2)]
-                store.atomic_write(path, lines)
+                # Every other one, the newest kept (and the oldest gone when the count is odd).
+                store.atomic_write(path, lines[1 + (len(lines) & 1)::2])
                 tx["k"] = k * 2
                 self.log("tx: transactionData of local #%d thinned: every %d. sample kept"
                          % (tx["tx"], k * 2))
@@ -314,9 +313,9 @@ class Transactions:
             else:
                 end = b""
             if lines:
-                # What is left of the body after End and "]}" (and up to 3 resolved stamps).
-                room = _BODY_SIZE - p - len(end) - 2 - 3 * _STAMP_GROWTH if measurands else \
-                    _BODY_SIZE - w.n - 2 - _STAMP_GROWTH
+                # What is left of the body after End and "]}", with the stamps outside
+                # transactionData and Begin's and End's resolved.
+                room = _BODY_SIZE - w.n - len(end) - 2 - (3 if measurands else 1) * _STAMP_GROWTH
                 fit = self._fit(lines, room)
                 if len(fit) < len(lines):
                     self.log("tx: transactionData of local #%d: %d of %d intermediate samples "
