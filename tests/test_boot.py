@@ -1,4 +1,7 @@
 """Boot sequence of the simulated charger against tools/csms (OCTT TC_001/TC_002 style)."""
+import re
+
+from helpers import ROOT
 from ocpp_steps import wait_calls as _wait_calls
 
 
@@ -68,20 +71,68 @@ def test_reconnect_after_server_drops(start_csms, start_sim):
     assert sim.alive()
 
 
+def _documented_commands():
+    """Command names as the board's HELP, the README and tools/sim's header list them."""
+    board = (ROOT / "boards" / "unix_sim" / "board.py").read_text()
+    help_text = "".join(re.findall(r'"([^"]*)"', re.search(r"HELP = \((.*?)\)\n", board, re.S).group(1)))
+    from_help = [c.split()[0] for c in help_text.split("commands:")[1].split("|")]
+    readme = (ROOT / "README.md").read_text()
+    para = readme[readme.index("Commands on stdin"):]
+    para = para[:para.index("\n\n")]
+    from_readme = re.findall(r"`([a-z]+)[ `]", para)
+    sim = [l.lstrip("# ") for l in (ROOT / "tools" / "sim").read_text().splitlines()
+           if l.startswith("#") and " | " in l]
+    from_sim = [c.split()[0] for c in " ".join(sim).split("stdin:")[1].split("|")]
+    return from_help, from_readme, from_sim
+
+
+def test_help_readme_and_launcher_document_the_same_commands():
+    from_help, from_readme, from_sim = _documented_commands()
+    assert len(from_help) >= 12 and len(set(from_help)) == len(from_help), from_help
+    assert set(from_readme) == set(from_help), (from_readme, from_help)
+    assert set(from_sim) == set(from_help), (from_sim, from_help)
+
+
 def test_sim_accepts_every_documented_command(start_csms, start_sim):
     csms = start_csms("--heartbeat", "30")
     sim = start_sim(csms.url, connectors=2)
     _wait_calls(csms, "StatusNotification", 3)
     n0 = len(sim.lines)
-    for cmd, expect in (("plug 1", r"connector 1 plugged"),
-                        ("swipe 1 TAG1", r"card TAG1 at connector 1"),
-                        ("power 1 11000", r"connector 1 draws 11000 W"),
-                        ("pulses 2 500", r"500 pulses on connector 2, register 500 Wh"),
-                        ("stop 1 EmergencyStop", r"stop button on connector 1 \(EmergencyStop\)"),
-                        ("stop 2", r"stop button on connector 2 \(Local\)"),
-                        ("unplug 1", r"connector 1 unplugged")):
+    tested = set()
+    for cmd, expect, then in (
+            ("plug 1", r"connector 1 plugged", None),
+            ("swipe 1 TAG1", r"card TAG1 at connector 1", "StartTransaction"),
+            ("power 1 11000", r"connector 1 draws 11000 W", None),
+            ("pulses 2 500", r"500 pulses on connector 2, register 500 Wh", None),
+            ("stop 1 EmergencyStop", r"stop button on connector 1 \(EmergencyStop\)",
+             "StopTransaction"),
+            ("stop 2", r"stop button on connector 2 \(Local\)", None),
+            ("unplug 1", r"connector 1 unplugged", None),
+            ("storage", r"sim: storage queued=\d+ dropped_meter=0 refused=0 free=", None),
+            ("heap", r"sim: heap used=\d+ free=\d+ largest_free_block=\d+", None),
+            ("fault 2 GroundFailure", r"sim: fault GroundFailure on connector 2", None)):
         sim.send(cmd)
         sim.wait_line(expect, start=n0, timeout=10)
+        if then:    # what the command does reaches the central system
+            _wait_calls(csms, then, 1)
+        tested.add(cmd.split()[0])
+    assert csms.calls("StopTransaction", cp="CP1")[0][3]["reason"] == "EmergencyStop"
+    # fault / clear: the connector reports Faulted with the code, then Available again.
+    csms.wait(lambda e: e["ev"] == "recv" and e["frame"][2:3] == ["StatusNotification"]
+              and e["frame"][3] == {**e["frame"][3], "connectorId": 2, "status": "Faulted",
+                                    "errorCode": "GroundFailure"}, timeout=10)
+    sim.send("clear 2")
+    sim.wait_line(r"sim: fault on connector 2 cleared", start=n0, timeout=10)
+    tested.add("clear")
+    csms.wait(lambda e: e["ev"] == "recv" and e["frame"][2:3] == ["StatusNotification"]
+              and e["frame"][3]["connectorId"] == 2 and e["frame"][3]["status"] == "Available",
+              timeout=10)
+    # reboot: the firmware restarts in the same process and boots again.
+    sim.send("reboot")
+    sim.wait_line(r"sim: ---- reboot ----", start=n0, timeout=20)
+    tested.add("reboot")
+    _wait_calls(csms, "BootNotification", 2, timeout=20)
+    n0 = len(sim.lines)
     sim.send("frobnicate 7")
     sim.wait_line(r"unknown command 'frobnicate 7'.*commands: plug N", start=n0, timeout=10)
     sim.send("plug 9")
@@ -94,3 +145,5 @@ def test_sim_accepts_every_documented_command(start_csms, start_sim):
     sim.send("quit")
     sim.proc.wait(timeout=10)
     assert sim.proc.returncode == 0
+    tested.add("quit")
+    assert tested == set(_documented_commands()[0])
