@@ -7,6 +7,7 @@ MicroPython traceback on failure.
 """
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,13 @@ RUNNER = DEVICE_DIR / "runner.py"
 DEVICE_TIMEOUT = 300
 
 
+# One more folder of device modules, for the harness's own test (tests/test_toolchain.py).
+_EXTRA_DIR = os.environ.get("MPOCPP_EXTRA_DEVICE_DIR")
+
+
 def _is_device_module(path):
-    return path.parent == DEVICE_DIR and path.name.startswith("test_") and path.suffix == ".py"
+    return ((path.parent == DEVICE_DIR or (_EXTRA_DIR and str(path.parent) == _EXTRA_DIR))
+            and path.name.startswith("test_") and path.suffix == ".py")
 
 
 def pytest_collect_file(parent, file_path):
@@ -129,7 +135,7 @@ def start_sim(tmp_path):
     started = []
 
     def start(url, cp_id="CP1", state=None, **kw):
-        s = Sim(url, cp_id=cp_id, state=state or (tmp_path / ("state-" + cp_id)), **kw)
+        s = Sim(url, cp_id=cp_id, state=state or (tmp_path / ("state-%s" % cp_id)), **kw)
         started.append(s)
         return s
     yield start

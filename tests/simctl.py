@@ -16,8 +16,13 @@ class Sim:
     def __init__(self, csms_url, cp_id="CP1", state=None, connectors=1, extra=()):
         self.cp_id = cp_id
         self.state = str(state)
-        args = [str(ROOT / "tools" / "sim"), "--csms", csms_url, "--id", cp_id,
-                "--state", self.state, "--connectors", str(connectors)] + list(extra)
+        # csms_url / cp_id None: the firmware takes them from <state>/config.json.
+        args = [str(ROOT / "tools" / "sim")]
+        if csms_url is not None:
+            args += ["--csms", csms_url]
+        if cp_id is not None:
+            args += ["--id", cp_id]
+        args += ["--state", self.state, "--connectors", str(connectors)] + list(extra)
         self.proc = subprocess.Popen(args, cwd=str(ROOT), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      bufsize=0)

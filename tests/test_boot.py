@@ -1,7 +1,9 @@
 """Boot sequence of the simulated charger against tools/csms (OCTT TC_001/TC_002 style)."""
+import json
+import os
 import re
 
-from helpers import ROOT
+from helpers import ROOT, micropython
 from ocpp_steps import wait_calls as _wait_calls
 
 
@@ -147,3 +149,42 @@ def test_sim_accepts_every_documented_command(start_csms, start_sim):
     assert sim.proc.returncode == 0
     tested.add("quit")
     assert tested == set(_documented_commands()[0])
+
+
+def test_configuration_from_the_state_directory_and_flags_override(start_csms, start_sim,
+                                                                    tmp_path):
+    csms = start_csms("--heartbeat", "30")
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps(
+        {"CentralSystemUrl": csms.base + "/site1", "ChargePointId": "CPFILE",
+         "MeterValueSampleInterval": 7}))
+    # No --csms, no --id: the central system, the id and the OCPP keys come from the file.
+    sim = start_sim(None, cp_id=None, state=flash)
+    _wait_calls(csms, "StatusNotification", 2, cp="CPFILE")
+    assert csms.events("connect", cp="CPFILE")[0]["path"] == "/site1/CPFILE"
+    r = csms.call("CPFILE", "GetConfiguration", {"key": ["MeterValueSampleInterval"]})
+    assert r["result"]["configurationKey"][0]["value"] == "7"
+    assert sim.stop() == 0
+    # Flags override the file and are saved to it; the other keys are kept.
+    start_sim(csms.base + "/site2", cp_id="CPFLAG", state=flash)
+    _wait_calls(csms, "StatusNotification", 2, cp="CPFLAG")
+    assert csms.events("connect", cp="CPFLAG")[0]["path"] == "/site2/CPFLAG"
+    saved = json.loads((flash / "config.json").read_text())
+    assert saved["ChargePointId"] == "CPFLAG"
+    assert saved["CentralSystemUrl"] == csms.base + "/site2"
+    assert saved["MeterValueSampleInterval"] == 7
+
+
+def test_sim_leaves_the_micropython_process_itself(start_csms, start_sim):
+    """tools/sim execs MicroPython: the pid a caller holds is the firmware's, so SIGKILL
+    on it is a power cut (tests/test_powercut.py relies on it)."""
+    csms = start_csms("--heartbeat", "30")
+    sim = start_sim(csms.url)
+    _wait_calls(csms, "StatusNotification", 2)
+    exe = os.path.realpath("/proc/%d/exe" % sim.proc.pid)
+    assert exe == os.path.realpath(micropython()), exe
+    assert "firmware/main.py" in open("/proc/%d/cmdline" % sim.proc.pid).read()
+    sim.kill()
+    assert sim.proc.returncode == -9
+    csms.wait(lambda e: e["ev"] == "disconnect" and e["cp"] == "CP1", timeout=20)
