@@ -188,3 +188,19 @@ def test_sim_leaves_the_micropython_process_itself(start_csms, start_sim):
     sim.kill()
     assert sim.proc.returncode == -9
     csms.wait(lambda e: e["ev"] == "disconnect" and e["cp"] == "CP1", timeout=20)
+
+
+def test_clock_is_taken_from_the_central_system(start_csms, start_sim):
+    """The charger's timestamps follow BootNotification.conf's currentTime, not the host's
+    clock: a central system 3 days and 5 minutes ahead moves them all."""
+    import datetime
+    offset = 3 * 86400 + 300
+    csms = start_csms("--heartbeat", "2", "--clock-offset", str(offset))
+    start_sim(csms.url)
+    _wait_calls(csms, "StatusNotification", 2)
+    boot_time = csms.events("recv", cp="CP1")[0]["t"]
+    ahead = datetime.datetime.fromtimestamp(boot_time + offset, datetime.timezone.utc)
+    for s in csms.calls("StatusNotification", cp="CP1"):
+        t = datetime.datetime.strptime(s[3]["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+        assert abs((t - ahead).total_seconds()) < 5, (s[3]["timestamp"], ahead)

@@ -57,7 +57,7 @@ import threading
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
 import websockets
@@ -77,9 +77,13 @@ VENDOR_ID = "mpocpp"          # DataTransfer vendorId this central system unders
 MAX_UNIQUE_ID = 36            # [J] §4.1.4
 
 
+CLOCK_OFFSET = 0.0            # --clock-offset: this central system's time runs ahead/behind
+
+
 def utc_now():
     """currentTime as the schemas want it: RFC 3339, UTC, whole seconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = datetime.now(timezone.utc) + timedelta(seconds=CLOCK_OFFSET)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clock():
@@ -704,7 +708,12 @@ def main(argv=None):
                    help="require Basic auth cpid:KEY (hex KEY = its bytes)")
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
+    p.add_argument("--clock-offset", type=float, default=0, metavar="SECONDS",
+                   help="currentTime is the host's time plus this (tests: the charge point "
+                        "takes its clock from the central system)")
     args = p.parse_args(argv)
+    global CLOCK_OFFSET
+    CLOCK_OFFSET = args.clock_offset
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
 
