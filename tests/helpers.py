@@ -32,3 +32,22 @@ def mp_env(*extra):
     env = dict(os.environ)
     env["MICROPYPATH"] = micropath(*extra)
     return env
+
+
+def run_tree(cmd, timeout, **kw):
+    """subprocess.run for a command that starts processes of its own (make, pytest): it
+    runs in its own process group, and the whole group is killed if the test gives up on
+    it (timeout, failure, interrupt), so nothing it started outlives the test."""
+    import signal
+    p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, **kw)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, None)

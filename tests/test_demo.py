@@ -1,14 +1,11 @@
 """`make run`, the README's first command: central system + simulated charger, a session."""
 import re
-import subprocess
 
-from helpers import ROOT
+from helpers import ROOT, run_tree
 
 
 def test_make_run_plays_a_session_and_exits_cleanly():
-    p = subprocess.run(["make", "--no-print-directory", "run"], cwd=str(ROOT),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=240)
+    p = run_tree(["make", "--no-print-directory", "run"], 240, cwd=str(ROOT))
     out = p.stdout
     assert p.returncode == 0, out[-4000:]
     lines = out.splitlines()

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from helpers import ROOT, micropython
+from helpers import ROOT, micropython, run_tree
 
 TOOL = str(ROOT / "tools" / "micropython")
 CACHED = os.path.join(os.environ.get("MPOCPP_CACHE", os.path.expanduser("~/.cache/mpocpp")),
@@ -87,11 +87,9 @@ def test_device_module_cases_are_reported_one_by_one_with_the_traceback(tmp_path
         '''))
     env = dict(os.environ, MPOCPP_EXTRA_DEVICE_DIR=str(d),
                PYTHONPATH=str(ROOT / "tests"))
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-rA", "-q",
-                        "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
-                        "--rootdir", str(tmp_path), str(d)],
-                       cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=120)
+    r = run_tree([sys.executable, "-m", "pytest", "-p", "conftest", "-rA", "-q",
+                  "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
+                  "--rootdir", str(tmp_path), str(d)], 120, cwd=str(tmp_path), env=env)
     out = r.stdout
     assert r.returncode == 1, out
     assert "1 passed" in out and "2 failed" in out, out
