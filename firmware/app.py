@@ -4,6 +4,7 @@ The board reports plug, card, stop-button and fault events here.  The OCPP rules
 may charge, when the relay closes, which reason a stop carries) live in lib/ocpp16; this
 module is where a charger maker adds product policy: LEDs, display, free-vend mode.
 """
+from time import ticks_ms, ticks_diff
 from ocpp16.transactions import REASONS
 
 
@@ -13,6 +14,10 @@ class App:
         self.board = board
         self.log = log
         cp.on_storage = self.storage
+        # While the flash stays short every meter sample would log a line: say it at most
+        # once per quiet_ms (the counts since boot in the line tell what happened between).
+        self.quiet_ms = 60000
+        self._said_drop = self._said_full = None
 
     # -- board events ---------------------------------------------------------------------
     def plugged(self, n, yes):
@@ -45,6 +50,17 @@ class App:
     # -- charge point events --------------------------------------------------------------
     def storage(self, event, detail):
         """Flash runs short (cp.on_storage): a product would show it (LED, display)."""
+        if event == "meter_dropped" or detail == "MeterValues":
+            now = ticks_ms()
+            last = self._said_drop if event == "meter_dropped" else self._said_full
+            if last is not None and ticks_diff(now, last) < self.quiet_ms:
+                return
+            if event == "meter_dropped":
+                self._said_drop = now
+            else:
+                self._said_full = now
+        # A refused StartTransaction or StopTransaction is always said: it is rare and
+        # it matters (no session, or a session's end not recorded).
         s = self.cp.storage()
         if event == "meter_dropped":
             self.log("storage: flash short, %d MeterValues dropped (oldest first); "
