@@ -17,7 +17,7 @@ class App:
         # While the flash stays short every meter sample would log a line: say it at most
         # once per quiet_ms (the counts since boot in the line tell what happened between).
         self.quiet_ms = 60000
-        self._said_drop = self._said_full = None
+        self._said = {}                     # event -> ticks_ms of its last line
 
     # -- board events ---------------------------------------------------------------------
     def plugged(self, n, yes):
@@ -52,13 +52,10 @@ class App:
         """Flash runs short (cp.on_storage): a product would show it (LED, display)."""
         if event == "meter_dropped" or detail == "MeterValues":
             now = ticks_ms()
-            last = self._said_drop if event == "meter_dropped" else self._said_full
+            last = self._said.get(event)
             if last is not None and ticks_diff(now, last) < self.quiet_ms:
                 return
-            if event == "meter_dropped":
-                self._said_drop = now
-            else:
-                self._said_full = now
+            self._said[event] = now
         # A refused StartTransaction or StopTransaction is always said: it is rare and
         # it matters (no session, or a session's end not recorded).
         s = self.cp.storage()
