@@ -298,18 +298,26 @@ for c in cmds:
 '''
 
 
-def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
+def _fake_device(tmp_path, monkeypatch):
+    """deploy talks to a fake mpremote acting on the folder `device`; returns (device,
+    the log of mpremote calls)."""
     device = tmp_path / "device"
-    (device / "state").mkdir(parents=True)
-    (device / "lib" / "ocpp16").mkdir(parents=True)
-    (device / "lib" / "ocpp16" / "config.py").write_text("# old source")   # stale
-    (device / "state" / "config.json").write_text(json.dumps({"HeartbeatInterval": 60}))
+    device.mkdir()
     fake = tmp_path / "mpremote.py"
     fake.write_text(_FAKE_MPREMOTE)
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("FAKE_DEVICE", str(device))
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setattr(deploy, "mpremote", lambda: [sys.executable, str(fake)])
+    return device, log
+
+
+def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
+    device, log = _fake_device(tmp_path, monkeypatch)
+    (device / "state").mkdir()
+    (device / "lib" / "ocpp16").mkdir(parents=True)
+    (device / "lib" / "ocpp16" / "config.py").write_text("# old source")   # stale
+    (device / "state" / "config.json").write_text(json.dumps({"HeartbeatInterval": 60}))
     pem, der = _cert("Deploy Root")
     (tmp_path / "ca.pem").write_bytes(pem)
     rc = deploy.main(["--port", "/dev/ttyFAKE", "--board", "esp32_s0", "--mpy",
@@ -340,14 +348,7 @@ def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
 
 
 def test_deploy_no_reset_is_one_connection(tmp_path, monkeypatch):
-    device = tmp_path / "device"
-    device.mkdir()
-    fake = tmp_path / "mpremote.py"
-    fake.write_text(_FAKE_MPREMOTE)
-    log = tmp_path / "log.jsonl"
-    monkeypatch.setenv("FAKE_DEVICE", str(device))
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    monkeypatch.setattr(deploy, "mpremote", lambda: [sys.executable, str(fake)])
+    device, log = _fake_device(tmp_path, monkeypatch)
     assert deploy.main(["--port", "/dev/ttyFAKE", "--no-reset"]) == 0
     assert len(log.read_text().splitlines()) == 1
     assert (device / "lib" / "ocpp16" / "rpc.py").is_file()

@@ -37,6 +37,18 @@ def _queue(s, n):
     time.sleep_ms(20)
 
 
+async def _recv_cost(w):
+    """Bytes allocated by N recv() calls (the GC off), and the last message."""
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(N):
+        m = await w.recv()
+    d = gc.mem_alloc() - a
+    gc.enable()
+    return d, m
+
+
 async def test_recv_of_a_waiting_frame_allocates_nothing():
     # The frames are in the socket before recv(): no wait, the view of that length is reused.
     w, c, s = _client()
@@ -45,13 +57,7 @@ async def test_recv_of_a_waiting_frame_allocates_nothing():
         for _ in range(3):  # warm up: the first message of a length makes its view
             assert bytes(await w.recv()) == b'[3,"12",{}]'
         _queue(s, N)
-        gc.collect()
-        gc.disable()
-        a = gc.mem_alloc()
-        for _ in range(N):
-            m = await w.recv()
-        d = gc.mem_alloc() - a
-        gc.enable()
+        d, m = await _recv_cost(w)
         assert bytes(m) == b'[3,"12",{}]'
         assert d == 0, d / N
     finally:
@@ -75,13 +81,7 @@ async def test_recv_that_waits_for_the_frame_allocates_little():
         t = asyncio.create_task(peer())
         for _ in range(3):
             await w.recv()
-        gc.collect()
-        gc.disable()
-        a = gc.mem_alloc()
-        for _ in range(N):
-            m = await w.recv()
-        d = gc.mem_alloc() - a
-        gc.enable()
+        d, m = await _recv_cost(w)
         await t
         assert bytes(m) == b'[3,"12",{}]'
         assert d // N <= 160, d // N
