@@ -10,6 +10,13 @@
 - The outcome of a CALL is reported distinctly: RESULT, CALLERROR, TIMEOUT (link up but no
   answer in time) or OFFLINE (no link, or it dropped before the answer).  The journal
   needs that distinction for the OCPP retry rules.
+- An answer that comes after the timeout is not lost: whoever made the CALL may ask for
+  it (`expect_late`), e.g. delivery for every earlier attempt of a journaled message.
+- What a central system sends that is not OCPP-J costs that frame only, never the link:
+  it is logged (rate-limited), counted and ignored; a CALLERROR goes only to a uniqueId
+  read from `[2,"<id>",...`, and an answer is never answered.  Frames are vetted before
+  parsing (jsonvet: nesting, surrogates, UTF-8) and every frame sent is checked to be
+  UTF-8.  Only invalid UTF-8 closes the link (1007), as RFC 6455 requires.
 """
 import json
 import sys
@@ -20,6 +27,7 @@ import micropython
 from micropython import const
 from ocpp16.jsonw import Writer
 from ocpp16.ws import SENT
+from ocpp16 import jsonvet
 
 RESULT = const(0)
 CALLERROR = const(1)
@@ -33,6 +41,8 @@ _ALIASES = {"FormatViolation": "FormationViolation",
             "OccurrenceConstraintViolation": "OccurenceConstraintViolation"}
 
 _MAX_ID = const(36)
+_LATE_MAX = const(6)          # earlier CALLs whose late answers are still wanted
+_QUIET_MS = const(10000)      # at most one line per this about ignored frames
 
 
 class CallError(Exception):
@@ -134,13 +144,22 @@ except (AttributeError, SyntaxError, NameError):  # a port without viper
 
 
 def _peek_id(mv):
-    # The uniqueId of a frame json.loads refused: `[<digit>,"<id>"` at the start.
-    b = bytes(mv[:64])
-    i = b.find(b'"')
-    if i < 0 or i > 8:
+    # The uniqueId of a CALL json.loads refused, read only from `[2,"<id>"` at the start
+    # (whitespace allowed): anything else has no uniqueId we could answer to.
+    b = bytes(mv[:48])
+    i = 0
+    for want in b"[2,":
+        while i < len(b) and b[i] in b" \t\r\n":
+            i += 1
+        if i >= len(b) or b[i] != want:
+            return None
+        i += 1
+    while i < len(b) and b[i] in b" \t\r\n":
+        i += 1
+    if i >= len(b) or b[i] != 34:
         return None
     j = b.find(b'"', i + 1)
-    if j < 0 or j - i - 1 > _MAX_ID:
+    if j < 0 or j - i - 1 > _MAX_ID or b.find(b"\\", i + 1, j) >= 0:
         return None
     try:
         return b[i + 1:j].decode()
@@ -176,6 +195,12 @@ class Rpc:
         self.error_code = None
         self.error_description = None
         self.errors_sent = 0  # CALLERRORs we answered (malformed input from the server)
+        self.ignored = 0      # frames that were not OCPP-J, ignored (logged rate-limited)
+        self.repaired = 0     # frames sent with invalid UTF-8 replaced (see jsonvet)
+        self.last_id = 0      # uniqueId of the last CALL sent (for expect_late)
+        self.dropped = False  # the last OFFLINE came from a link lost with the CALL out
+        self._said_at = None  # ticks_ms of the last "ignored" line
+        self._late = []       # [uniqueId, fn(outcome, payload), deadline or None]
 
     # -- output ---------------------------------------------------------------------------
     def _trace(self, arrow, buf, n):
@@ -189,7 +214,17 @@ class Rpc:
                 out.write(buf, 0, n)
             out.write(b"\n")
 
+    def _check(self):
+        # The frame in the transmit buffer is about to go out: never as invalid UTF-8.
+        w = self.w
+        bad = jsonvet.repair(w.buf, w.n)
+        if bad:
+            self.repaired += 1
+            self.log("rpc: %d byte(s) of invalid UTF-8 in an outgoing frame replaced by '?'"
+                     % bad)
+
     async def _send(self):
+        self._check()
         self._trace(b">> ", self.w.buf, self.w.n)
         await self.ws.send(self.w.n)
 
@@ -242,9 +277,11 @@ class Rpc:
             w.raw(b'",')
             encode(w, arg)
             w.raw(b"]")
-            self._pending = self._id
+            self._pending = self.last_id = self._id
             self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
             self._answer.clear()
+            self.dropped = False
+            self._check()
             self._trace(b">> ", w.buf, w.n)
             try:
                 aw = self.ws.send(w.n)
@@ -279,9 +316,38 @@ class Rpc:
 
     def tick(self):
         """Called periodically by the supervisor: frees the slot after the response timeout."""
-        if self._pending and ticks_diff(ticks_ms(), self._deadline) > 0:
+        now = ticks_ms()
+        if self._pending and ticks_diff(now, self._deadline) > 0:
             self.log("rpc: no answer to CALL %d within %d ms" % (self._pending, self.timeout_ms))
             self._finish(TIMEOUT)
+        late = self._late
+        for e in late:
+            if e[2] is not None and ticks_diff(now, e[2]) > 0:
+                late.remove(e)
+                e[1](TIMEOUT, None)
+                break   # the list changed under the loop; the rest wait for the next tick
+
+    def expect_late(self, uid, fn, wait_ms=None):
+        """After a TIMEOUT: an answer to CALL `uid` that still comes calls fn(outcome,
+        payload) (RESULT with the payload, or CALLERROR); after wait_ms (None = until
+        forget_late(fn)) fn(TIMEOUT, None) is called instead.  At most a few are kept:
+        the oldest is forgotten (its fn is told TIMEOUT)."""
+        if len(self._late) >= _LATE_MAX:
+            e = self._late.pop(0)
+            e[1](TIMEOUT, None)
+        self._late.append([uid, fn, None if wait_ms is None
+                           else ticks_add(ticks_ms(), wait_ms)])
+
+    def forget_late(self, fn):
+        """No late answer is wanted any more by fn."""
+        self._late = [e for e in self._late if e[1] is not fn]
+
+    def settle(self, outcome, payload):
+        """Settle the outstanding CALL with an answer that came another way (a late answer
+        to an earlier attempt of the same message)."""
+        if self._pending:
+            self.payload = payload
+            self._finish(outcome)
 
     def connected(self):
         self.online = True
@@ -290,6 +356,7 @@ class Rpc:
         """The link dropped: an outstanding CALL ends OFFLINE (it is not a failure)."""
         self.online = False
         if self._pending:
+            self.dropped = True
             self._finish(OFFLINE)
 
     def _answer_head(self, start, uid):
@@ -308,7 +375,7 @@ class Rpc:
             try:
                 w.value(payload)
                 w.raw(b"]")
-            except ValueError:
+            except (ValueError, TypeError):
                 too_big = True
             else:
                 too_big = False
@@ -335,72 +402,130 @@ class Rpc:
 
     # -- input ----------------------------------------------------------------------------
     async def serve(self):
-        """Receive and dispatch frames until the connection closes (returns then)."""
+        """Receive and dispatch frames until the connection closes (returns then).
+
+        Whatever one frame does (a decoder out of memory, a handler's bug, a send that
+        fails), it costs that frame only: this loop ends only with the link."""
         ws = self.ws
-        while True:
-            mv = await ws.recv()
-            if mv is None:
-                break
-            self._trace(b"<< ", mv, len(mv))
-            # Answers to our CALLs, most of the traffic, are settled without a coroutine.
-            msg = self._settle(mv)
-            if msg is not True and not await self._handle(mv, msg):
-                await ws.close(1002)
-                break
-        self.disconnected()
+        try:
+            while True:
+                mv = await ws.recv()
+                if mv is None:
+                    break
+                try:
+                    # Answers to our CALLs, most of the traffic, end here without a coroutine.
+                    work = self._take(mv)
+                    if work is not True and not await self._work(work):
+                        break
+                except Exception as e:      # MemoryError, a bug: that frame is lost
+                    self._ignore("frame not handled (%r)" % (e,))
+        finally:
+            self.disconnected()
 
     async def handle(self, mv):
-        """Handle one text message; False when it is beyond repair (the link is closed)."""
-        msg = self._settle(mv)
-        return msg is True or await self._handle(mv, msg)
+        """Handle one received message; False when the link must close (it is closed)."""
+        work = self._take(mv)
+        return work is True or await self._work(work)
 
-    def _settle(self, mv):
-        # Parse a frame.  An answer (CALLRESULT, CALLERROR) settles the outstanding CALL:
-        # -> True.  Else -> the frame if it is shaped [type:int, uniqueId:str, ...], or None.
+    def _take(self, mv):
+        # The part of handling a frame that needs no coroutine: True when it is done with
+        # (an answer, an ignored frame); else what _work() does: [mv, msg or None, flags],
+        # or None when the frame is not UTF-8.
+        n = len(mv)
+        self._trace(b"<< ", mv, n)
+        if getattr(self.ws, "opcode", 1) != 1:
+            self._ignore("binary frame")
+            return True
+        r = jsonvet.vet(mv, n)
+        if r & jsonvet.BAD_UTF8:
+            return None
+        if r & jsonvet.LENGTH != n:
+            mv = mv[:r & jsonvet.LENGTH]    # surrogate pairs were combined in place
+        msg = self._settle(mv, r)
+        return True if msg is True else [mv, msg, r]
+
+    async def _work(self, work):
+        if work is None:
+            self.log("rpc: text frame is not UTF-8; closing (1007, RFC 6455 8.1)")
+            await self.ws.close(1007)
+            return False
+        await self._handle(work[0], work[1], work[2])
+        return True
+
+    def _ignore(self, what):
+        # A frame that is not OCPP-J: counted, and said at most once per _QUIET_MS.
+        self.ignored += 1
+        now = ticks_ms()
+        if self._said_at is None or ticks_diff(now, self._said_at) >= _QUIET_MS:
+            self._said_at = now
+            self.log("rpc: ignored: %s (%d frame(s) ignored so far)" % (what, self.ignored))
+
+    def _settle(self, mv, flags):
+        # Parse a frame.  An answer (CALLRESULT, CALLERROR) settles the outstanding CALL,
+        # and anything that is neither an answer nor a CALL is ignored: -> True.  A CALL
+        # -> the frame; unparsable -> None.
+        if flags & jsonvet.DEEP:
+            return None
         try:
             msg = json.loads(mv)
-        except ValueError:
+        except Exception:       # ValueError, UnicodeError, MemoryError
             return None
-        if not (isinstance(msg, list) and len(msg) >= 3 and isinstance(msg[0], int)
-                and isinstance(msg[1], str)):
-            return None
+        if not isinstance(msg, list) or not msg or type(msg[0]) is not int:
+            self._ignore("not an OCPP-J message")
+            return True
         t = msg[0]
-        if t != 3 and t != 4:
+        if t == 2:
             return msg
+        if (t != 3 and t != 4) or len(msg) < 3 or not isinstance(msg[1], str):
+            self._ignore("message type %d" % t if t != 3 and t != 4 else "broken answer")
+            return True
         uid = msg[1]
-        if not self._pending or not _is_id(uid, self._pending):
-            self.log("rpc: answer to unknown uniqueId %s ignored" % uid)
-        elif t == 3:
-            self.payload = msg[2] if isinstance(msg[2], dict) else {}
-            self._finish(RESULT)
+        if t == 3:
+            payload = msg[2] if isinstance(msg[2], dict) else {}
         else:
             code = msg[2] if isinstance(msg[2], str) else "GenericError"
+            payload = None
+        if not self._pending or not _is_id(uid, self._pending):
+            for e in self._late:
+                if _is_id(uid, e[0]):
+                    self._late.remove(e)
+                    self.log("rpc: late answer to CALL %s taken" % uid)
+                    e[1](RESULT if t == 3 else CALLERROR, payload)
+                    return True
+            self.log("rpc: answer to unknown uniqueId %s ignored" % uid)
+        elif t == 3:
+            self.payload = payload
+            self._finish(RESULT)
+        else:
             self.error_code = _ALIASES.get(code, code)
             self.error_description = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
             self._finish(CALLERROR)
         return True
 
-    async def _handle(self, mv, msg):
-        # handle() for all but answers: CALLs, malformed frames (msg None), unknown types.
+    async def _handle(self, mv, msg, flags):
+        # handle() for CALLs and frames json.loads refused (msg None).
         if msg is None:
             uid = _peek_id(mv)
             if uid is None:
-                self.log("rpc: unreadable frame without a uniqueId; closing the link")
-                return False
-            await self._error(uid, "FormationViolation", "not an OCPP-J message")
-            return True
-        t = msg[0]
-        uid = msg[1]
-        if t == 2:
-            if len(msg) != 4 or not isinstance(msg[2], str):
-                await self._error(uid, "FormationViolation", "CALL needs [2,id,action,payload]")
-            elif not isinstance(msg[3], dict):
-                await self._error(uid, "TypeConstraintViolation", "payload must be an object")
-            else:
-                await self._dispatch(uid, msg[2], msg[3])
+                self._ignore("unreadable frame" if not flags & jsonvet.DEEP
+                             else "frame nested too deep")
+                return
+            await self._error(uid, "FormationViolation",
+                              "nested deeper than %d" % jsonvet.MAX_DEPTH
+                              if flags & jsonvet.DEEP else "not an OCPP-J message")
+            return
+        uid = msg[1] if len(msg) > 1 else None
+        if not isinstance(uid, str):
+            self._ignore("CALL without a string uniqueId")
+        elif len(msg) != 4 or not isinstance(msg[2], str):
+            await self._error(uid, "FormationViolation", "CALL needs [2,id,action,payload]")
+        elif not isinstance(msg[3], dict):
+            await self._error(uid, "TypeConstraintViolation", "payload must be an object")
+        elif flags & jsonvet.LONE:
+            await self._error(uid, "PropertyConstraintViolation",
+                              "a string holds a lone surrogate (not a character)")
         else:
-            self.log("rpc: frame of unknown type %d ignored" % t)
-        return True
+            await self._dispatch(uid, msg[2], msg[3])
 
     async def _dispatch(self, uid, action, payload):
         h = self.handlers.get(action)

@@ -27,8 +27,9 @@ costs nothing; one that has to be waited for costs asyncio's IOQueue entry for t
 (96 B on 64-bit).  Control frames, fragments and errors take a slower, general path.
 
 One task should call `recv()` all the time (it answers pings and sees the server's
-close); other tasks may `send()`, `ping()` and `close()` concurrently.  Text frames are
-not checked for valid UTF-8 (the JSON parser rejects garbage anyway); extensions are
+close); other tasks may `send()`, `ping()` and `close()` concurrently.  `opcode` tells a
+text message (1) from a binary one (2).  Text is not checked for valid UTF-8 here: the
+OCPP layer does that before parsing (jsonvet) and closes with 1007; extensions are
 neither offered nor accepted.
 """
 import asyncio
@@ -284,6 +285,8 @@ class WebSocket:
         # the same length (answers to one kind of CALL): the view is reused then.
         self._view = None
         self._vn = -1
+        #: opcode of the last message recv() returned: 1 text, 2 binary
+        self.opcode = 1
 
     @property
     def closed(self):
@@ -589,6 +592,7 @@ class WebSocket:
                     if n != self._vn:
                         self._view = self._rv[:n]
                         self._vn = n
+                    self.opcode = self._msg
                     self._got = self._msg = 0
                     return 0
                 self._got = n

@@ -11,14 +11,16 @@ class FakeWS:
         self._flag = asyncio.ThreadSafeFlag()
         self.closed = False
         self.close_code = None
+        self.opcode = 1           # of the message recv() returned last
 
     async def send(self, n, opcode=1):
         if self.closed:
             raise OSError(32)
         self.sent.append(bytes(self._txb[:n]))
 
-    def feed(self, frame):
-        self._in.append(frame if isinstance(frame, (bytes, bytearray)) else frame.encode())
+    def feed(self, frame, opcode=1):
+        self._in.append((frame if isinstance(frame, (bytes, bytearray)) else frame.encode(),
+                         opcode))
         self._flag.set()
 
     def drop(self):
@@ -30,7 +32,8 @@ class FakeWS:
             if self.closed:
                 return None
             await self._flag.wait()
-        return memoryview(self._in.pop(0))
+        frame, self.opcode = self._in.pop(0)
+        return memoryview(bytearray(frame))
 
     async def close(self, code=1000):
         self.close_code = code

@@ -112,7 +112,7 @@ async def test_crossing_call_served_while_waiting():
 
 async def _serve_one(handlers, frame):
     ws, r = _mk(handlers)
-    ok = await r.handle(memoryview(frame.encode()))
+    ok = await r.handle(memoryview(bytearray(frame.encode())))
     return ok, [json.loads(f) for f in ws.sent]
 
 
@@ -141,8 +141,8 @@ async def test_error_codes_for_bad_input():
     assert out[0][:3] == [4, "g", "FormationViolation"]
     ok, out = await _serve_one(h, '[2,"h","Reset",[1]]')
     assert out[0][:3] == [4, "h", "TypeConstraintViolation"]
-    ok, out = await _serve_one(h, 'garbage')                        # no uniqueId: close
-    assert not ok and out == []
+    ok, out = await _serve_one(h, 'garbage')                        # no uniqueId: ignored
+    assert ok and out == []
     ok, out = await _serve_one(h, '[7,"z",{}]')                     # unknown type: ignored
     assert ok and out == []
 
@@ -153,7 +153,7 @@ async def test_answer_too_big_becomes_callerror():
     ws = FakeWS(tx_size=1024)
     r = rpc.Rpc(ws, {"Big": huge}, log=lambda s: None, trace=False)
     r.connected()
-    assert await r.handle(memoryview(b'[2,"q","Big",{}]'))
+    assert await r.handle(memoryview(bytearray(b'[2,"q","Big",{}]')))
     assert [json.loads(f)[:3] for f in ws.sent] == [[4, "q", "GenericError"]]
 
 
