@@ -112,6 +112,9 @@ def test_sim_accepts_every_documented_command(start_csms, start_sim):
             ("unplug 1", r"connector 1 unplugged", None),
             ("storage", r"sim: storage queued=\d+ dropped_meter=0 refused=0 free=", None),
             ("heap", r"sim: heap used=\d+ free=\d+ largest_free_block=\d+", None),
+            ("cable 2 detachable", r"connector 2 has a detachable cable", None),
+            ("lock 2 ok", r"connector 2 lock will work", None),
+            ("unlock 2 ok", r"connector 2 unlock will work", None),
             ("fault 2 GroundFailure", r"sim: fault GroundFailure on connector 2", None)):
         sim.send(cmd)
         sim.wait_line(expect, start=n0, timeout=10)

@@ -69,6 +69,7 @@ class Conn:
 class Server:
     def __init__(self):
         self.conns = []
+        self.writers = []       # every connection's writer, for stop()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,14 +93,28 @@ class Server:
         self.loop.run_until_complete(start())
         self.ready.set()
         self.loop.run_forever()
+        # Closed here, in its own thread once stopped: an unclosed loop leaks its
+        # self-pipe sockets (ResourceWarning at interpreter exit).
+        self.loop.close()
 
     def stop(self):
         async def shutdown():
             self.srv.close()
             self.srv2.close()
-            for t in asyncio.all_tasks():
-                if t is not asyncio.current_task():
-                    t.cancel()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            # Cancelling only requests it: the handlers must get to run their `finally`
+            # (w.close()) before the loop stops, or they are destroyed pending and their
+            # sockets leak.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.srv.wait_closed()
+            await self.srv2.wait_closed()
+            for w in self.writers:
+                # close() waits to flush what a peer never read; abort() drops it (and
+                # is a no-op on a transport already closed).
+                w.transport.abort()
+            await asyncio.sleep(0)      # transports drop their sockets on the next turn
 
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -128,6 +143,7 @@ class Server:
         return f
 
     async def _handle(self, r, w):
+        self.writers.append(w)
         try:
             head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")

@@ -114,6 +114,9 @@ class TLSServers:
         self.loop.run_until_complete(start())
         self.ready.set()
         self.loop.run_forever()
+        # Closed once stopped: an unclosed loop leaks its self-pipe sockets
+        # (ResourceWarning at interpreter exit).
+        self.loop.close()
 
     def stop(self):
         async def shutdown():

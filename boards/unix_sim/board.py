@@ -13,9 +13,15 @@ import asyncio
 from time import ticks_ms, ticks_diff
 
 HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
-        "pulses N COUNT | fault N CODE | clear N | storage | heap | reboot | quit")
+        "pulses N COUNT | fault N CODE | clear N | cable N fixed/detachable | "
+        "lock N ok/fail | unlock N ok/fail | storage | heap | reboot | quit")
 
 _METER_TICK_MS = 100
+# sim-hardware.json: per connector, what survives a power cut
+_HW_PLUGGED = 1
+_HW_FIXED = 2
+_HW_LOCK_FAILS = 4
+_HW_UNLOCK_FAILS = 8
 
 
 def heap_figures():
@@ -56,19 +62,30 @@ class Board:
         self.relay_on = [False] * n
         self.plugged = [False] * n
         self._drew = [False] * n     # the EV drew power since it was plugged in
+        # Cable and lock (`cable`, `lock`, `unlock` commands): a socket with a working
+        # lock by default.
+        self.fixed = [False] * n     # a fixed (tethered) cable: no lock to work
+        self.lock_ok = [True] * n    # the lock engages when a transaction starts
+        self.unlock_ok = [True] * n  # the lock releases on request
         self.app = None
         self._t0 = ticks_ms()
         if flash_kb > 0:
             # Only then: without it the journal asks statvfs of the host, as before.
             self.flash_bytes = flash_kb * 1024
             self.flash_free = self._flash_free
-        # The physical world survives a reboot or power cut: a plugged cable stays plugged.
+        # The physical world survives a reboot or power cut: a plugged cable stays plugged,
+        # a fixed cable stays fixed, a broken lock stays broken.  One small int per
+        # connector (_HW_* bits; an older file holds plugged booleans, read the same).
         self._hw = state + "/sim-hardware.json"
         try:
             with open(self._hw) as f:
                 saved = json.loads(f.read())
             for i in range(min(n, len(saved))):
-                self.plugged[i] = bool(saved[i])
+                b = int(saved[i])
+                self.plugged[i] = bool(b & _HW_PLUGGED)
+                self.fixed[i] = bool(b & _HW_FIXED)
+                self.lock_ok[i] = not b & _HW_LOCK_FAILS
+                self.unlock_ok[i] = not b & _HW_UNLOCK_FAILS
         except (OSError, ValueError):
             pass
 
@@ -108,6 +125,19 @@ class Board:
 
     def is_plugged(self, n):
         return self.plugged[n]
+
+    def fixed_cable(self, n):
+        """True when connector n has a fixed cable: UnlockConnector is NotSupported."""
+        return self.fixed[n]
+
+    def lock(self, n):
+        """Lock the cable in connector n's socket before a transaction starts; False when
+        the lock failed (no transaction then: ConnectorLockFailure).  A fixed cable has
+        nothing to lock."""
+        if self.fixed[n]:
+            return True
+        self.log("sim: connector %d %s" % (n, "locked" if self.lock_ok[n] else "lock failed"))
+        return self.lock_ok[n]
 
     def _flash_free(self):
         """Free bytes of a littlefs of `flash_bytes` that holds only the state directory,
@@ -153,8 +183,12 @@ class Board:
                     self._frac[n] = f - whole
 
     def _save_hw(self):
+        hw = [(_HW_PLUGGED if self.plugged[i] else 0) | (_HW_FIXED if self.fixed[i] else 0)
+              | (0 if self.lock_ok[i] else _HW_LOCK_FAILS)
+              | (0 if self.unlock_ok[i] else _HW_UNLOCK_FAILS)
+              for i in range(len(self.plugged))]
         with open(self._hw, "w") as f:
-            f.write(json.dumps(self.plugged))
+            f.write(json.dumps(hw))
 
     def _conn(self, arg, zero=False):
         n = int(arg)
@@ -187,6 +221,13 @@ class Board:
                 self._save_hw()
                 self.log("sim: connector %d unplugged" % n)
                 self.app.plugged(n, False)
+                f = self.app.cp.faults[n]
+                if f is not None and f[0] == b"ConnectorLockFailure":
+                    # Nothing left to lock: the lock's fault input goes quiet, as a
+                    # board's lock feedback would report it (after the unplug, so the
+                    # connector comes back Available, not Preparing).
+                    self.log("sim: lock fault on connector %d cleared (cable out)" % n)
+                    self.app.clear_fault(n)
             elif c == "swipe" and len(w) == 3:
                 n = self._conn(w[1])
                 self.log("sim: card %s at connector %d" % (w[2], n))
@@ -220,6 +261,19 @@ class Board:
                 n = self._conn(w[1], True)
                 self.log("sim: fault on connector %d cleared" % n)
                 self.app.clear_fault(n)
+            elif c == "cable" and len(w) == 3 and w[2] in ("fixed", "detachable"):
+                n = self._conn(w[1])
+                self.fixed[n] = w[2] == "fixed"
+                self._save_hw()
+                self.log("sim: connector %d has a %s cable" % (n, w[2]))
+            elif c in ("lock", "unlock") and len(w) == 3 and w[2] in ("ok", "fail"):
+                # How the lock behaves from now on, at the next transaction start
+                # (lock) or UnlockConnector / EV-side disconnect (unlock).
+                n = self._conn(w[1])
+                (self.lock_ok if c == "lock" else self.unlock_ok)[n] = w[2] == "ok"
+                self._save_hw()
+                self.log("sim: connector %d %s will %s"
+                         % (n, c, "work" if w[2] == "ok" else "fail"))
             else:
                 self.log("sim: unknown command %r; %s" % (line.strip(), HELP))
         except ValueError as e:
@@ -239,6 +293,11 @@ class Board:
 
     def unlock(self, n):
         """Release the cable lock (a detachable-cable socket); True when it opened."""
+        if self.fixed[n]:
+            return False    # no lock (the handler answers NotSupported before asking)
+        if not self.unlock_ok[n]:
+            self.log("sim: connector %d unlock failed" % n)
+            return False
         self.log("sim: connector %d unlocked" % n)
         return True
 

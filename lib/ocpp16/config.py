@@ -119,18 +119,35 @@ class Config:
         self._listeners.append(fn)
 
     def _parse(self, name, text):
+        """A ChangeConfiguration value as the key's type; ValueError when it is not one.
+
+        Strict, so that what is Accepted reads back as it was meant: a boolean is exactly
+        "true" or "false"; an integer is an optional '-' and ASCII digits, nothing else
+        (int() alone takes spaces, '+', and '_' -- MicroPython reads "1_0" as 10).
+        Leading zeros are accepted and read back canonical ("007" -> "7"): it is still
+        a decimal integer, and refusing it would gain nothing."""
         t, acc, _, lo, hi, _ = KEYS[name]
         if t == BOOL:
-            s = text.strip().lower()
-            if s in ("true", "false"):
-                return s == "true"
+            if text == "true":
+                return True
+            if text == "false":
+                return False
             raise ValueError
         if t == INT:
-            v = int(text.strip())
+            n = len(text)
+            i = 1 if n and text[0] == "-" else 0
+            if i == n:
+                raise ValueError            # "" or "-"
+            while i < n:
+                if not "0" <= text[i] <= "9":   # not isdigit(): CPython's takes "²", "٣"
+                    raise ValueError
+                i += 1
+            v = int(text)
             if (lo or hi) and not lo <= v <= hi:
                 raise ValueError
             return v
         if t == CSL:
+            # Spaces around the items are tolerated; the list is stored normalised.
             items = [x.strip() for x in text.split(",")] if text.strip() else []
             if len(items) > hi:
                 raise ValueError

@@ -154,6 +154,16 @@ class Sessions:
         if cp.faulted(n):   # the fault came while the tag was being authorised
             cp.log("session: connector %d is faulted; no transaction for %s" % (n, tag))
             return
+        # A socket locks the cable before energy may flow.  If it cannot, no transaction
+        # begins (no StartTransaction, relay open) and the connector is Faulted with
+        # ConnectorLockFailure (TC_024).  Like any board fault it lasts until the board
+        # reports it gone (clear_fault): the simulator does so when the cable is
+        # removed; until then no new transaction starts on that connector.
+        b = cp.board
+        if hasattr(b, "lock") and not b.lock(n):
+            cp.log("session: connector %d cable lock failed; no transaction for %s" % (n, tag))
+            cp.fault(n, "ConnectorLockFailure")
+            return
         cp.tx.begin(n, tag, parent, reservation)
         self._next_sample[n] = ticks_add(ticks_ms(), cp.cfg.get("MeterValueSampleInterval") * 1000)
         self._charging_state(n)
