@@ -37,6 +37,9 @@ def test_cached_tag_starts_without_authorize_then_clear_cache(start_csms, start_
     assert w.new("Authorize") == []          # answered from the cache
     sim.send("swipe 1 CACHED")
     next_call(csms, "StopTransaction")
+    # The StopTransaction.conf's idTagInfo updates the cache too: clear it after that.
+    sim.wait_line("delivery: queue empty", start=sim.wait_line(r'^>> .*"StopTransaction"'
+                                                               r'.*"transactionId":2,'))
     assert csms.call("CP1", "ClearCache", {})["result"]["status"] == "Accepted"
     w.mark("Authorize")
     sim.send("swipe 1 CACHED")

@@ -14,6 +14,7 @@ sessions.py applies the authorisation and session rules, handlers.py answers the
 system.  The board (boards/<name>/board.py) hands in the hardware.
 """
 import json
+import sys
 import asyncio
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
@@ -54,6 +55,11 @@ _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
 _TICK_MS = const(200)
 _SOFT_RESET_WAIT_MS = const(10000)  # a soft reset waits this long for the Stops to go out
+_RESTART_MS = const(1000)         # a long-lived task that failed starts over after this
+# Link states (link_state)
+LINK_DOWN = const(0)              # waiting to reconnect: the charger is offline
+LINK_CONNECTING = const(1)        # connecting (also before the first attempt)
+LINK_UP = const(2)
 REBOOT = const(75)                # what run() returns when the charger must restart
 
 
@@ -104,6 +110,7 @@ class ChargePoint:
             self.inoperative = [False] * (n + 1)
         self._avail_pending = [None] * (n + 1)
         self.registered = False               # BootNotification Accepted since power-on
+        self.link_state = LINK_CONNECTING
         self.boot_status = None
         self._boot_at = ticks_ms()
         self._hb_at = ticks_ms()
@@ -133,7 +140,9 @@ class ChargePoint:
             if self.unavailable(i):
                 self.status[i] = UNAVAILABLE
             elif i and self.sessions.plugged[i]:
-                self.status[i] = PREPARING
+                # A transaction closed at boot (power cut, hard reset) with the cable
+                # still in: Finishing, as after any stop (TC_015).
+                self.status[i] = FINISHING if i in self.tx.recovered else PREPARING
         cfg.on_change(self._config_changed)
 
     # -- application API ------------------------------------------------------------------
@@ -257,7 +266,9 @@ class ChargePoint:
             return NOT_AVAILABLE
         self.sessions.start(n, id_tag)
         if self.tx.active[n] is None:
-            return STORAGE_FULL     # the journal could not take the StartTransaction
+            # The board refused (e.g. the cable lock failed: now faulted), or the journal
+            # could not take the StartTransaction.
+            return NOT_AVAILABLE if self.faulted(n) else STORAGE_FULL
         if on_result:
             self._tx_callbacks[(journal.START, self.tx.active[n]["tx"])] = on_result
         return QUEUED
@@ -366,8 +377,9 @@ class ChargePoint:
                 return True
         return False
 
-    def transaction_answered(self, kind, local, outcome, payload):
-        """From delivery: the central system answered (or gave up on) a journal record."""
+    def transaction_answered(self, kind, local, outcome, payload, tag=None):
+        """From delivery: the central system answered (or gave up on) a journal record.
+        `tag`: the idTag of the message answered (the idTagInfo is about it)."""
         info = payload.get("idTagInfo") if payload else None
         n = None
         for i in range(1, self.connectors + 1):
@@ -375,12 +387,17 @@ class ChargePoint:
             if tx is not None and tx["tx"] == local:
                 n = i
         if isinstance(info, dict):
-            tag = self.tx.active[n]["tag"] if n else None
             if tag and self.cfg.get("AuthorizationCacheEnabled"):
                 self.cache.update(tag, info)
-            if kind == journal.START and n and info.get("status") != "Accepted":
-                self.log("session: StartTransaction answered %s" % info.get("status"))
-                self.sessions.invalidated(n, info.get("status"))
+            if kind == journal.START and n:
+                parent = info.get("parentIdTag")
+                if isinstance(parent, str):
+                    # The group of the running transaction: a card of the same group may
+                    # stop it (also when the start was not authorised first, TC_069).
+                    self.tx.active[n]["parent"] = parent
+                if info.get("status") != "Accepted":
+                    self.log("session: StartTransaction answered %s" % info.get("status"))
+                    self.sessions.invalidated(n, info.get("status"))
         cb = self._tx_callbacks.pop((kind, local), None)
         if cb:
             cb(outcome, payload)
@@ -403,6 +420,12 @@ class ChargePoint:
             done("Accepted", None)
 
     def change_availability(self, n, inoperative):
+        if not inoperative:
+            # Operative cancels what an Inoperative left scheduled (for every connector
+            # when n is 0), before it is applied and persisted at the transaction's end.
+            for i in range(self.connectors + 1):
+                if n == 0 or i == n:
+                    self._avail_pending[i] = None
         busy = [i for i in range(1, self.connectors + 1)
                 if (n == 0 or i == n) and self.tx.active[i] is not None]
         if busy and inoperative:
@@ -441,8 +464,9 @@ class ChargePoint:
         """Run until quit() or a reset; returns 0, or REBOOT when the charger must restart."""
         self.log("charge point %s starting, %d connector(s), firmware %s, boot #%d"
                  % (self.cfg.get("ChargePointId"), self.connectors, VERSION, self.timebase.boot))
-        tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._sender()),
-                 asyncio.create_task(self._link())]
+        tasks = [asyncio.create_task(self._keep("ticker", self._ticker)),
+                 asyncio.create_task(self._keep("sender", self._sender)),
+                 asyncio.create_task(self._keep("link", self._link))]
         await self._done.wait()
         import gc
         gc.collect()
@@ -458,17 +482,34 @@ class ChargePoint:
         self.exit_code = code
         self._done.set()
 
+    async def _keep(self, name, fn):
+        # No task of the charge point may die unnoticed: a failure is logged with its
+        # traceback and the task starts over after a pause (never a tight loop).
+        while True:
+            try:
+                await fn()
+            except Exception as e:
+                self.log("task %s failed: %r; restarting it in %d ms" % (name, e, _RESTART_MS))
+                sys.print_exception(e)
+                if name == "link":
+                    self.link_state = LINK_DOWN
+                    self.rpc.disconnected()
+                    self._fail_requests()
+                await asyncio.sleep_ms(_RESTART_MS)
+
     async def _link(self):
         ws = self.ws
         while True:
             url = self.cfg.get("CentralSystemUrl")
             cp_id = self.cfg.get("ChargePointId")
             key = self.cfg.get("AuthorizationKey") or None
+            self.link_state = LINK_CONNECTING
             try:
                 self.log("link: connecting to %s as %s" % (url, cp_id))
                 await ws.connect(url, cp_id, auth_key=key, ssl=self.ssl,
                                  timeout_ms=self.cfg.get("MessageTimeout") * 1000)
             except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+                self.link_state = LINK_DOWN
                 delay = self._backoff.next_ms()
                 self.log("link: connect failed: %s; retry in %d ms" % (e, delay))
                 await asyncio.sleep_ms(delay)
@@ -476,14 +517,18 @@ class ChargePoint:
             self.connects += 1
             up = ticks_ms()
             self.log("link: connected")
+            self.link_state = LINK_UP
             self.rpc.connected()
             self._wake.set()
             ka = asyncio.create_task(ws.keepalive(self.cfg.get("WebSocketPingInterval"),
                                                   self.cfg.get("MessageTimeout")))
-            await self.rpc.serve()
-            ka.cancel()
-            self.rpc.disconnected()
-            self._fail_requests()
+            try:
+                await self.rpc.serve()
+            finally:
+                ka.cancel()
+                self.link_state = LINK_DOWN
+                self.rpc.disconnected()
+                self._fail_requests()
             await ws.close()
             self.log("link: disconnected (code %s)" % ws.close_code)
             if ticks_diff(ticks_ms(), up) > _STABLE_MS:
@@ -561,7 +606,12 @@ class ChargePoint:
                 out = await self.rpc.call(req[0], req[1], req[2])
                 if self._requests and self._requests[0] is req:
                     self._requests.pop(0)
-                    if req[3]:
+                    if req[3] and out == rpc.TIMEOUT:
+                        # A late answer still decides (an Authorize answered after
+                        # MessageTimeout is not lost); else TIMEOUT after one more.
+                        self.rpc.expect_late(self.rpc.last_id, req[3],
+                                             self.cfg.get("MessageTimeout") * 1000)
+                    elif req[3]:
                         req[3](out, self.rpc.payload)
             elif self.delivery.due():
                 await self.delivery.send_head()

@@ -6,11 +6,20 @@
   every record still queued for that transaction carries it).
 - OFFLINE (no link, or it dropped before the answer): nothing is spent; it goes again
   after reconnecting.  A reboot spends nothing either: the queue is on flash.
-- TIMEOUT on a live link: sent again, not counted as a failure to process.  Only a
-  StartTransaction that is never answered is given up, after TransactionMessageAttempts
-  unanswered sends in this power-on: errata 3.18 foresees exactly that ("its .conf never
-  arrived"), and without it one silent StartTransaction would hold back every later
-  message forever.  Its transaction then goes on with transactionId -1.
+- TIMEOUT on a live link: sent again, not counted as a failure to process.  The answer
+  to an earlier attempt may still come: until the record is settled, a CALLRESULT to
+  any of its attempts settles it (rpc.expect_late), so a slow central system does not
+  get the same StartTransaction three times and the transaction keeps the id of the
+  first answer.  Only a StartTransaction that is never answered at all is given up,
+  after TransactionMessageAttempts unanswered sends in this power-on: errata 3.18
+  foresees exactly that ("its .conf never arrived"), and without it one silent
+  StartTransaction would hold back every later message forever.  Its transaction then
+  goes on with transactionId -1.
+- A message whose sending keeps ending the link (the central system closes it with an
+  error code while the message is out, e.g. 1007 for a frame it cannot read, or the
+  link dies with it out again and again) would block the queue forever: the server
+  closing with an error code counts _DROP_WEIGHT, any other loss 1, and every
+  _DROP_LIMIT counts as one failed attempt under TransactionMessageAttempts.
 - CALLERROR: a failure to process.  Retried after TransactionMessageRetryInterval x
   (number of earlier sends of this message); after TransactionMessageAttempts failures
   (persisted in the journal, so they survive a reboot) it is dropped, logged with its
@@ -23,6 +32,7 @@ Relative timestamps ("~boot.seconds", see timebase.py) are resolved here as well
 record whose stamp cannot be resolved yet (clock never set) waits, it is never sent
 with a made-up time.
 """
+import json
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
 from ocpp16 import journal, rpc
@@ -33,6 +43,8 @@ _ACTIONS = {journal.START: b"StartTransaction", journal.STOP: b"StopTransaction"
 _BODY = const(1536)
 _TIMEOUT_PAUSE_MS = const(1000)    # after a response timeout, before sending again
 _CLOCK_WAIT_MS = const(5000)       # re-check for a clock this often
+_DROP_LIMIT = const(10)            # link losses with the head out that make one failure
+_DROP_WEIGHT = const(5)            # ... when the server closed with an error code
 
 
 class Delivery:
@@ -46,6 +58,10 @@ class Delivery:
         self._busy = False        # sending a backlog (logged when it starts and ends)
         self._head = 0            # seq the counter below belongs to
         self._unanswered = 0      # response timeouts of the head in this power-on
+        self._drops = 0           # link losses while the head was out (see _DROP_LIMIT)
+        self._inflight = 0        # seq of the record whose CALL is out, 0 = none
+        self._late = None         # payload of a late answer to an earlier attempt
+        self._late_fn = self._late_answer   # one bound method, made once
         self.dropped = 0          # records given up after their attempts
         self.delivered = 0
         self.on_result = None     # fn(kind, tx, outcome, payload) for the application
@@ -53,7 +69,18 @@ class Delivery:
     def due(self):
         if not len(self.j):
             return False
-        return not self._waiting or ticks_diff(ticks_ms(), self._retry_at) >= 0
+        return not self._waiting or self._late is not None \
+            or ticks_diff(ticks_ms(), self._retry_at) >= 0
+
+    def _late_answer(self, outcome, payload):
+        # rpc: an answer to an earlier attempt of the head came after its timeout.
+        if outcome != rpc.RESULT:
+            return          # a late CALLERROR or the wait given up: the resends decide
+        if self._inflight and self._inflight == self._head:
+            self.cp.rpc.settle(rpc.RESULT, payload)     # ends the resend that is out
+        else:
+            self._late = payload
+            self.cp._wake.set()
 
     def _resolve(self, k, e):
         # The relative stamp "~boot.secs" at buf[k:e+1] as Unix time, or None.
@@ -104,7 +131,8 @@ class Delivery:
         seq, kind, tx, attempts, flags = rec
         if seq != self._head:
             self._head = seq
-            self._unanswered = 0
+            self._unanswered = self._drops = 0
+            self._late = None
         try:
             n = j.read(seq, self._buf)
         except (OSError, KeyError, ValueError) as e:
@@ -118,18 +146,34 @@ class Delivery:
             if len(j) > 1:
                 cp.log("delivery: %d messages queued, sending (journal wrote %d bytes so far)"
                        % (len(j), j.bytes_written))
+        if self._late is not None:
+            # An earlier attempt was answered after all (while no resend was out).
+            payload = self._late
+            self._late = None
+            cp.log("delivery: %s local #%d settled by a late answer"
+                   % (_ACTIONS[kind].decode(), tx))
+            self._delivered(seq, kind, tx, n, payload)
+            return
         if not self._resolvable(n):
             if not self._waiting:
                 cp.log("delivery: %s local #%d waits for the clock (stamped before it was set)"
                        % (_ACTIONS[kind].decode(), tx))
             self._hold(_CLOCK_WAIT_MS)
             return
-        out = await cp.rpc.call(_ACTIONS[kind], self._encode, (kind, tx, n))
+        self._inflight = seq
+        try:
+            out = await cp.rpc.call(_ACTIONS[kind], self._encode, (kind, tx, n))
+        finally:
+            self._inflight = 0
         if out == rpc.OFFLINE:
+            if cp.rpc.dropped:
+                self._link_lost(seq, kind, tx, n)
             return
         limit = cp.cfg.get("TransactionMessageAttempts")
         if out == rpc.TIMEOUT:
             # Not a failure to process; send again (after a short pause, not a tight loop).
+            # Its answer may still come: it settles the record then.
+            cp.rpc.expect_late(cp.rpc.last_id, self._late_fn)
             self._unanswered += 1
             if kind == journal.START and self._unanswered >= limit:
                 cp.log("delivery: StartTransaction local #%d unanswered %d times: given up, "
@@ -138,32 +182,72 @@ class Delivery:
                 return
             self._hold(_TIMEOUT_PAUSE_MS)
             return
-        payload = cp.rpc.payload
         if out == rpc.RESULT:
-            if kind == journal.START:
-                txid = payload.get("transactionId")
-                if isinstance(txid, int) and not isinstance(txid, bool):
-                    j.set_txid(tx, txid)
-                else:
-                    cp.log("delivery: StartTransaction.conf without transactionId")
-                    j.give_up_start(tx)
-            j.remove(seq)
-            self.delivered += 1
-            self._waiting = False
-            self._forget_if_done(kind, tx)
-            self._empty()
-            cp.transaction_answered(kind, tx, out, payload)
+            self._delivered(seq, kind, tx, n, cp.rpc.payload)
             return
         # CALLERROR
-        attempts = j.failed(seq)
+        self._failed(seq, kind, tx, n, cp.rpc.error_code, limit)
+
+    def _failed(self, seq, kind, tx, n, why, limit, what="CALLERRORs"):
+        cp = self.cp
+        attempts = self.j.failed(seq)
         cp.log("delivery: %s local #%d refused (%s), failure %d of %d"
-               % (_ACTIONS[kind].decode(), tx, cp.rpc.error_code, attempts, limit))
+               % (_ACTIONS[kind].decode(), tx, why, attempts, limit))
         if attempts >= limit:
-            self._drop(seq, kind, tx, n, "after %d CALLERRORs" % attempts)
+            self._drop(seq, kind, tx, n, "after %d %s" % (attempts, what))
             return
         # Spec 3.7.1: wait interval x (number of preceding transmissions of this message).
         self._hold(cp.cfg.get("TransactionMessageRetryInterval") * 1000
                    * (attempts + self._unanswered))
+
+    def _link_lost(self, seq, kind, tx, n):
+        # The link ended with this record's CALL out.  Not a failure as such (it goes
+        # again after reconnecting), unless it keeps happening: see _DROP_LIMIT.
+        code = self.cp.ws.close_code
+        self._drops += _DROP_WEIGHT if code is not None and code not in (1000, 1001) else 1
+        if self._drops >= _DROP_LIMIT:
+            self._drops = 0
+            self._failed(seq, kind, tx, n, "the link ended while it was out, last close "
+                         "code %s" % code, self.cp.cfg.get("TransactionMessageAttempts"),
+                         "failures")
+
+    def _delivered(self, seq, kind, tx, n, payload):
+        cp = self.cp
+        j = self.j
+        if kind == journal.START:
+            txid = payload.get("transactionId")
+            if isinstance(txid, int) and not isinstance(txid, bool):
+                j.set_txid(tx, txid)
+            else:
+                cp.log("delivery: StartTransaction.conf without transactionId")
+                j.give_up_start(tx)
+        tag = self._tag(n) if isinstance(payload.get("idTagInfo"), dict) else None
+        j.remove(seq)
+        self.delivered += 1
+        self._settled(kind, tx)
+        cp.transaction_answered(kind, tx, rpc.RESULT, payload, tag)
+
+    def _tag(self, n):
+        # The idTag of the record in the buffer: the idTagInfo of a Start/Stop answer is
+        # about it (the cache learns it, also for a transaction that has ended).
+        buf = self._buf
+        k = buf.find(b'"idTag":"', 0, n)
+        if k < 0:
+            return None
+        e = buf.find(b'"', k + 9, n)
+        while e > 0 and buf[e - 1] == 92:        # an escaped quote inside the tag
+            e = buf.find(b'"', e + 1, n)
+        try:
+            return json.loads(bytes(buf[k + 8:e + 1]))
+        except ValueError:
+            return None
+
+    def _settled(self, kind, tx):
+        self._waiting = False
+        self._late = None
+        self.cp.rpc.forget_late(self._late_fn)
+        self._forget_if_done(kind, tx)
+        self._empty()
 
     def _drop(self, seq, kind, tx, n, why):
         j = self.j
@@ -173,9 +257,7 @@ class Delivery:
             j.give_up_start(tx)
         j.remove(seq)
         self.dropped += 1
-        self._waiting = False
-        self._forget_if_done(kind, tx)
-        self._empty()
+        self._settled(kind, tx)
         self.cp.transaction_answered(kind, tx, rpc.CALLERROR, None)
 
     def _empty(self):

@@ -66,11 +66,16 @@ def get_configuration(cp, p):
 
 def remote_start(cp, p):
     tag = field(p, "idTag", str)
-    if len(tag) > 20:
-        raise CallError("PropertyConstraintViolation", "idTag longer than 20")
+    if len(tag) > 20 or not tag:
+        raise CallError("PropertyConstraintViolation", "idTag is not a CiString20")
     n = field(p, "connectorId", int, False)
     if field(p, "chargingProfile", dict, False) is not None:
         return {"status": "Rejected"}   # Smart Charging is not supported
+    if not cp.registered:
+        # Not allowed before the boot is Accepted (spec 4.2); Accepted and then dropped
+        # would be worse than a clear Rejected.
+        cp.log("session: RemoteStartTransaction before the boot was Accepted: Rejected")
+        return {"status": "Rejected"}
     if n is None:
         n = cp.free_connector()
     if n is None or n < 1 or n > cp.connectors or cp.sessions.busy(n) \

@@ -286,7 +286,7 @@ class Rpc:
             try:
                 aw = self.ws.send(w.n)
             except OSError:
-                self._finish(OFFLINE)
+                self._lost()
                 aw = SENT
         except BaseException:
             self._lock.release()
@@ -305,7 +305,7 @@ class Rpc:
         try:
             await aw
         except OSError:
-            self._finish(OFFLINE)
+            self._lost()
         finally:
             self._lock.release()
 
@@ -358,6 +358,17 @@ class Rpc:
         if self._pending:
             self.dropped = True
             self._finish(OFFLINE)
+        # No answer comes over a link that is gone: those still waiting are told now.
+        late = self._late
+        self._late = []
+        for e in late:
+            e[1](TIMEOUT, None)
+
+    def _lost(self):
+        # A send failed: the socket is gone (ws closed it).  Offline until the receiver
+        # has seen the end and the link is made again: no caller may spin on OFFLINE.
+        self.online = False
+        self._finish(OFFLINE)
 
     def _answer_head(self, start, uid):
         # The start of an answer frame, `[3,"<uid>",` or `[4,"<uid>",`, lock held.

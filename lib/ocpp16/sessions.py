@@ -26,6 +26,7 @@ class Sessions:
         self._next_sample = [0] * n      # ticks_ms of the next periodic sample per connector
         self._next_aligned = 0           # unix time of the next clock-aligned boundary
         self._saved_at = ticks_ms()
+        self._early = []                 # [tag, done, deadline]: waiting for registration
 
     # -- helpers --------------------------------------------------------------------------
     def _tx(self, n):
@@ -51,13 +52,41 @@ class Sessions:
         cfg = cp.cfg
         cache_on = cfg.get("AuthorizationCacheEnabled")
         status, parent = cp.cache.lookup(tag, cp.clock.now()) if cache_on else (None, None)
-        if cp.rpc.online and cp.registered:
-            if status == "Accepted" and cfg.get("LocalPreAuthorize"):
-                done("Accepted", parent)
-                return
-            cp.request(b"Authorize", _encode_authorize, tag, lambda out, p: self._authorized(tag, out, p, done))
+        if status == "Accepted" and cfg.get("LocalPreAuthorize") and cp.rpc.online \
+                and cp.registered:
+            done("Accepted", parent)
             return
+        if not (cp.rpc.online and cp.registered) and cp.link_state != C.LINK_DOWN:
+            # Connecting, or the boot not answered Accepted yet: the central system may
+            # decide a moment later.  Wait for it (bounded, see tick), don't refuse now.
+            self._early.append([tag, done, ticks_add(ticks_ms(),
+                                                     cfg.get("MessageTimeout") * 1000)])
+            return
+        self._ask(tag, done)
+
+    def _ask(self, tag, done):
+        # Authorize.req when the central system can answer, else the offline rules.
+        cp = self.cp
+        if cp.rpc.online and cp.registered:
+            cp.request(b"Authorize", _encode_authorize, tag,
+                       lambda out, p: self._authorized(tag, out, p, done))
+            return
+        status, parent = cp.cache.lookup(tag, cp.clock.now()) \
+            if cp.cfg.get("AuthorizationCacheEnabled") else (None, None)
         self._offline_decision(tag, status, parent, done)
+
+    def _early_tick(self, now):
+        # Authorisations that wait for the registration: asked once the boot is Accepted,
+        # decided offline when the link is really down or the wait is over.
+        cp = self.cp
+        ready = cp.rpc.online and cp.registered
+        for e in self._early:
+            if ready or cp.link_state == C.LINK_DOWN or ticks_diff(now, e[2]) >= 0:
+                self._early.remove(e)
+                if not ready:
+                    cp.log("session: %s decided offline (not registered in time)" % e[0])
+                self._ask(e[0], e[1])
+                return      # the list changed: the rest go at the next tick
 
     def _offline_decision(self, tag, status, parent, done):
         cfg = self.cp.cfg
@@ -78,7 +107,8 @@ class Sessions:
             done(info.get("status", "Invalid"), info.get("parentIdTag"))
             return
         # No answer: the offline rules decide.
-        status, parent = cp.cache.lookup(tag, cp.clock.now())
+        status, parent = cp.cache.lookup(tag, cp.clock.now()) \
+            if cp.cfg.get("AuthorizationCacheEnabled") else (None, None)
         self._offline_decision(tag, status, parent, done)
 
     # -- board events ---------------------------------------------------------------------
@@ -98,10 +128,9 @@ class Sessions:
         # Unplugged
         if tx is not None:
             if cp.cfg.get("StopTransactionOnEVSideDisconnect"):
-                self.stop(n, "EVDisconnected")
+                self.stop(n, "EVDisconnected")     # Finishing, then Available (see tick)
                 if cp.cfg.get("UnlockConnectorOnEVSideDisconnect") and hasattr(cp.board, "unlock"):
                     cp.board.unlock(n)
-                cp.set_status(n, self._available_state(n))
             else:
                 cp.board.relay(n, False)
                 cp.set_status(n, C.SUSPENDED_EV, info="EV side disconnected")
@@ -190,10 +219,9 @@ class Sessions:
             return False
         cp.board.relay(n, False)
         cp.tx.end(n, reason, tag, meter_stop)
-        if self.plugged[n]:
-            cp.set_status(n, C.FINISHING)
-        else:
-            cp.set_status(n, self._available_state(n))
+        # Finishing in any case (TC_005, TC_012, TC_016); without the cable it lasts only
+        # until the central system has seen it (tick).
+        cp.set_status(n, C.FINISHING)
         return True
 
     def invalidated(self, n, status):
@@ -219,7 +247,12 @@ class Sessions:
         cp = self.cp
         now = ticks_ms()
         interval = cp.cfg.get("MeterValueSampleInterval")
+        if self._early:
+            self._early_tick(now)
         for n in range(1, cp.connectors + 1):
+            if cp.status[n] == C.FINISHING and not self.plugged[n] and \
+                    (cp.reported[n] == C.FINISHING or not cp.rpc.online):
+                cp.set_status(n, self._available_state(n))   # the cable is gone
             if self.authorized[n] is not None and ticks_diff(now, self._auth_deadline[n]) >= 0:
                 cp.log("session: connector %d not plugged within ConnectionTimeOut" % n)
                 self._idle(n)

@@ -52,6 +52,7 @@ class Transactions:
         store.makedirs(self.dir)
         n = cp.connectors + 1
         self.active = [None] * n     # per connector: dict of the running transaction
+        self.recovered = []          # connectors whose transaction recover() closed
         self._buf = bytearray(_BODY_SIZE)
         self.w = Writer(self._buf)
         raw = store.read(self.dir + "/seq")
@@ -398,6 +399,7 @@ class Transactions:
                 ms = max(tx["ms"], cp.meter.base[n])
                 self._journal_stop(n, tx, reason, None, ms, st)
                 seen[local] |= 2
+                self.recovered.append(n)
             store.remove(self.dir + "/%d" % n)
             store.remove(self._data(n))
         store.remove(self.dir + "/reboot")
