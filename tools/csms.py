@@ -34,6 +34,9 @@ CP has answered, so replies can come out of order; match them by "cmd"):
   deny TAG | allow TAG | parent TAG [PARENT]   (no PARENT = remove the mapping)
   error ACTION|* CODE [COUNT] answer the next COUNT CP CALLs with CALLERROR CODE
   silent ACTION|* [COUNT]     leave the next COUNT CP CALLs unanswered
+  delay ACTION|* SECONDS [COUNT]
+                              answer the next COUNT CP CALLs SECONDS late (the
+                              server reads nothing else meanwhile, as a slow one)
                               COUNT: default 1, -1 = always, 0 = clear the rule
   drop CPID [CODE|abort]      close that CP's websocket (default 1001) or abort TCP
   refuse N                    answer the next N handshakes with HTTP 503
@@ -230,6 +233,10 @@ class CentralSystemCP(ChargePoint):
         if rule and rule[0] == "error":
             await self._send(CallError(msg.unique_id, rule[1], "Injected by csms", {}).to_json())
             return None
+        if rule and rule[0] == "delay":
+            self.cs.log.human(self.id, "(delay: %s %s answered in %ss)"
+                              % (msg.action, msg.unique_id, rule[1]))
+            await asyncio.sleep(rule[1])
         if problem is not None:
             raise problem
         return await super()._handle_call(msg)
@@ -582,6 +589,18 @@ class CentralSystem:
             raise CommandError("usage: silent ACTION|* [COUNT]")
         count = parse_count(parts[1] if len(parts) > 1 else None)
         self.policy.set_rule(parts[0], "silent", None, count)
+        return {"rules": self.rules()}
+
+    def cmd_delay(self, n, line, rest):
+        parts = rest.split()
+        if len(parts) not in (2, 3):
+            raise CommandError("usage: delay ACTION|* SECONDS [COUNT]")
+        try:
+            secs = float(parts[1])
+        except ValueError:
+            raise CommandError("SECONDS must be a number, got %r" % parts[1]) from None
+        count = parse_count(parts[2] if len(parts) > 2 else None)
+        self.policy.set_rule(parts[0], "delay", secs, count)
         return {"rules": self.rules()}
 
     def rules(self):

@@ -1,0 +1,109 @@
+# The charge point's own loops when the link misbehaves: nothing spins, nothing dies, and
+# no transaction message can block the queue by ending the link again and again.
+import asyncio
+from fakews import FakeWS
+from test_api import FakeBoard
+from fsutil import rmtree
+from ocpp16 import config, store, rpc
+from ocpp16 import chargepoint as C
+
+_DIR = "/tmp/mpocpp-test-guard"
+
+
+class DeadWS(FakeWS):
+    # The socket is gone but the receiver has not noticed yet: every send fails at once.
+    def __init__(self):
+        super().__init__(4096)
+        self.sends = 0
+
+    def send(self, n, opcode=1):
+        self.sends += 1
+        if self.sends > 1000:
+            raise RuntimeError("spinning")    # ends a spinning sender, so the test can tell
+        raise OSError(32)
+
+
+def _cp(ws, logs):
+    rmtree(_DIR)
+    store.makedirs(_DIR)
+    cfg = config.Config(_DIR + "/config.json", connectors=2, log=lambda s: None)
+    cp = C.ChargePoint(FakeBoard(), cfg, ws, _DIR, log=logs.append)
+    cp.rpc.trace = False
+    cp._take_time({"currentTime": "2026-11-23T10:00:00Z"})   # records need a clock to go
+    return cp
+
+
+async def test_a_lost_send_does_not_spin_the_sender():
+    ws = DeadWS()
+    cp = _cp(ws, [])
+    cp.rpc.connected()
+    t = asyncio.create_task(cp._sender())
+    await asyncio.sleep_ms(300)
+    assert ws.sends <= 2, ws.sends
+    assert not cp.rpc.online and not t.done()
+    t.cancel()
+
+
+async def test_a_failing_task_restarts():
+    logs = []
+    cp = _cp(FakeWS(4096), logs)
+    runs = []
+
+    async def flaky():
+        runs.append(1)
+        if len(runs) == 1:
+            raise ValueError("bug")
+        await asyncio.sleep_ms(10000)
+    t = asyncio.create_task(cp._keep("ticker", flaky))
+    await asyncio.sleep_ms(1300)
+    assert len(runs) == 2 and not t.done()
+    assert any("task ticker failed: ValueError('bug',)" in x for x in logs), logs
+    t.cancel()
+
+
+def _dropping(cp, code):
+    # rpc.call as seen when the link ends while the CALL is out; the server closed it
+    # with `code` (None: no close frame at all).
+    def call(action, enc, arg):
+        cp.ws.close_code = code
+        cp.rpc.dropped = True
+        cp.rpc._finish(rpc.OFFLINE)
+        return cp.rpc._answer
+    cp.rpc.call = call
+
+
+async def _sends_until_dropped(cp):
+    for i in range(1, 100):
+        cp.delivery._waiting = False
+        await cp.delivery.send_head()
+        if not len(cp.journal):
+            return i
+    return None
+
+
+async def test_a_message_that_keeps_ending_the_link_counts_as_failed():
+    logs = []
+    cp = _cp(FakeWS(4096), logs)
+    cp.sessions.plugged[1] = True
+    assert cp.start_transaction(1, "T") == C.QUEUED
+    _dropping(cp, 1007)
+    # Server closes with an error code: 2 per failure, TransactionMessageAttempts = 3.
+    assert await _sends_until_dropped(cp) == 6
+    assert any("DROPPED StartTransaction local #1 (after 3 failures)" in x for x in logs), logs
+    cp.sessions.stop(1, "Local")
+    _dropping(cp, None)
+    # A link that just dies with it out: 10 per failure.
+    n = await _sends_until_dropped(cp)
+    assert n == 30, (n, logs[-5:])
+
+
+async def test_a_dropped_link_now_and_then_costs_nothing():
+    logs = []
+    cp = _cp(FakeWS(4096), logs)
+    cp.sessions.plugged[1] = True
+    cp.start_transaction(1, "T")
+    _dropping(cp, None)
+    for i in range(9):
+        cp.delivery._waiting = False
+        await cp.delivery.send_head()
+    assert cp.journal.head()[3] == 0      # no failure counted yet
