@@ -213,11 +213,10 @@ def test_finishing_after_ev_side_disconnect_and_hard_reset(start_csms, start_sim
     sim.send("plug 1")
     sim.send("swipe 1 EV2")
     wait_status(csms, 1, "Charging")
-    w = Watch(csms).mark("BootNotification", "StatusNotification")
+    w = Watch(csms).mark("BootNotification", "StatusNotification", "StopTransaction")
     assert csms.call("CP1", "Reset", {"type": "Hard"})["result"]["status"] == "Accepted"
     w.wait("BootNotification", timeout=20)
-    stop = next_call(csms, "StopTransaction")
-    assert stop["reason"] == "HardReset"
+    assert w.wait("StopTransaction")[0][3]["reason"] == "HardReset"
     s = wait_status(csms, 1, "Finishing")
     assert "Preparing" not in [c[3]["status"] for c in w.new("StatusNotification")
                                if c[3]["connectorId"] == 1]

@@ -24,42 +24,18 @@ from ocpp16.backoff import Backoff
 
 VERSION = "0.2.0"
 
-# Connector states (indexes into messages.STATUSES)
-AVAILABLE = const(0)
-PREPARING = const(1)
-CHARGING = const(2)
-SUSPENDED_EVSE = const(3)
-SUSPENDED_EV = const(4)
-FINISHING = const(5)
-RESERVED = const(6)
-UNAVAILABLE = const(7)
-FAULTED = const(8)
-
-# Result codes of the application API (returned at once)
-QUEUED = "Queued"
-BUSY = "Busy"
-NO_TRANSACTION = "NoTransaction"
-BAD_CONNECTOR = "BadConnector"
-NOT_AVAILABLE = "Unavailable"
-OFFLINE = "Offline"
-STORAGE_FULL = "StorageFull"
-
-# OCPP 1.6 ChargePointErrorCode values a fault may carry (NoError is no fault).
-ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure",
-               b"HighTemperature", b"InternalError", b"LocalListConflict", b"OtherError",
-               b"OverCurrentFailure", b"OverVoltage", b"PowerMeterFailure",
-               b"PowerSwitchFailure", b"ReaderFailure", b"ResetFailure", b"UnderVoltage",
-               b"WeakSignal")
+# The shared constants live in states.py (so sessions, handlers and the profiles need not
+# import this module for them); they stay reachable here for the application.
+from ocpp16.states import (AVAILABLE, PREPARING, CHARGING, SUSPENDED_EVSE, SUSPENDED_EV,  # noqa
+                           FINISHING, RESERVED, UNAVAILABLE, FAULTED, QUEUED, BUSY,
+                           NO_TRANSACTION, BAD_CONNECTOR, NOT_AVAILABLE, OFFLINE,
+                           STORAGE_FULL, ERROR_CODES, LINK_DOWN, LINK_CONNECTING, LINK_UP)
 
 _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
 _TICK_MS = const(200)
 _SOFT_RESET_WAIT_MS = const(10000)  # a soft reset waits this long for the Stops to go out
 _RESTART_MS = const(1000)         # a long-lived task that failed starts over after this
-# Link states (link_state)
-LINK_DOWN = const(0)              # waiting to reconnect: the charger is offline
-LINK_CONNECTING = const(1)        # connecting (also before the first attempt)
-LINK_UP = const(2)
 REBOOT = const(75)                # what run() returns when the charger must restart
 
 

@@ -4,7 +4,7 @@ Handlers answer at once and never await a CALL of their own (the receiver delive
 answers); work that needs the link is queued for the sender.
 """
 from ocpp16.rpc import CallError, field
-from ocpp16 import chargepoint as C
+from ocpp16 import states as C
 
 
 def _connector(cp, p, name="connectorId", allow_zero=True):

@@ -7,7 +7,7 @@ tags, ConnectionTimeOut, StopTransactionOnEVSideDisconnect, StopTransactionOnInv
 and drives connector states, the relay and the transactions.
 """
 from time import ticks_ms, ticks_diff, ticks_add
-from ocpp16 import chargepoint as C
+from ocpp16 import states as C
 from ocpp16 import meter as mt
 
 # While a transaction runs, registers are saved at least this often, so a power cut loses

@@ -1,0 +1,36 @@
+"""Constants shared by the charge point's modules and the application: connector states,
+the application API's result codes, fault codes, link states.  A module of its own so
+that nothing imports chargepoint (and all it pulls in) for a constant."""
+from micropython import const
+
+# Connector states (indexes into messages.STATUSES)
+AVAILABLE = const(0)
+PREPARING = const(1)
+CHARGING = const(2)
+SUSPENDED_EVSE = const(3)
+SUSPENDED_EV = const(4)
+FINISHING = const(5)
+RESERVED = const(6)
+UNAVAILABLE = const(7)
+FAULTED = const(8)
+
+# Result codes of the application API (returned at once)
+QUEUED = "Queued"
+BUSY = "Busy"
+NO_TRANSACTION = "NoTransaction"
+BAD_CONNECTOR = "BadConnector"
+NOT_AVAILABLE = "Unavailable"
+OFFLINE = "Offline"
+STORAGE_FULL = "StorageFull"
+
+# OCPP 1.6 ChargePointErrorCode values a fault may carry (NoError is no fault).
+ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure",
+               b"HighTemperature", b"InternalError", b"LocalListConflict", b"OtherError",
+               b"OverCurrentFailure", b"OverVoltage", b"PowerMeterFailure",
+               b"PowerSwitchFailure", b"ReaderFailure", b"ResetFailure", b"UnderVoltage",
+               b"WeakSignal")
+
+# Link states (link_state)
+LINK_DOWN = const(0)              # waiting to reconnect: the charger is offline
+LINK_CONNECTING = const(1)        # connecting (also before the first attempt)
+LINK_UP = const(2)
