@@ -475,21 +475,25 @@ class ChargePoint:
 
     async def _link(self):
         ws = self.ws
+        failed = False      # the last attempt failed: the charger is offline until one works
         while True:
             url = self.cfg.get("CentralSystemUrl")
             cp_id = self.cfg.get("ChargePointId")
             key = self.cfg.get("AuthorizationKey") or None
-            self.link_state = LINK_CONNECTING
+            if not failed:
+                self.link_state = LINK_CONNECTING
             try:
                 self.log("link: connecting to %s as %s" % (url, cp_id))
                 await ws.connect(url, cp_id, auth_key=key, ssl=self.ssl,
                                  timeout_ms=self.cfg.get("MessageTimeout") * 1000)
             except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+                failed = True
                 self.link_state = LINK_DOWN
                 delay = self._backoff.next_ms()
                 self.log("link: connect failed: %s; retry in %d ms" % (e, delay))
                 await asyncio.sleep_ms(delay)
                 continue
+            failed = False
             self.connects += 1
             up = ticks_ms()
             self.log("link: connected")

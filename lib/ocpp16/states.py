@@ -31,6 +31,6 @@ ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure
                b"WeakSignal")
 
 # Link states (link_state)
-LINK_DOWN = const(0)              # waiting to reconnect: the charger is offline
-LINK_CONNECTING = const(1)        # connecting (also before the first attempt)
+LINK_DOWN = const(0)              # offline: the link is gone, or attempts to make it fail
+LINK_CONNECTING = const(1)        # a first attempt (at power-on, after the link was lost)
 LINK_UP = const(2)
