@@ -185,7 +185,7 @@ def test_start_answered_late_real_id_everywhere_and_timeouts_are_no_failures(
     sim.wait_line(r"rpc: no answer to CALL")
     sim.send("stop 1")
     i = sim.wait_line("tx: stopped local #1 ")
-    sim.wait_line("delivery: queue empty", start=i, timeout=30)
+    sim.wait_line("delivery: queue empty", start=i, timeout=45)
     led = Ledger(messages(csms, "CP1"))
     check_ledger(led)
     (t,) = led.transactions()

@@ -6,11 +6,15 @@
   every record still queued for that transaction carries it).
 - OFFLINE (no link, or it dropped before the answer): nothing is spent; it goes again
   after reconnecting.  A reboot spends nothing either: the queue is on flash.
-- TIMEOUT on a live link: sent again, not counted as a failure to process.  The answer
-  to an earlier attempt may still come: until the record is settled, a CALLRESULT to
-  any of its attempts settles it (rpc.expect_late), so a slow central system does not
-  get the same StartTransaction three times and the transaction keeps the id of the
-  first answer.  Only a StartTransaction that is never answered at all is given up,
+- TIMEOUT on a live link: sent again after one more MessageTimeout, not counted as a
+  failure to process.  The answer to an earlier attempt may still come: until the
+  record is settled, a CALLRESULT to any of its attempts settles it (rpc.expect_late),
+  so a slow central system does not get the same StartTransaction three times and the
+  transaction keeps the id of the first answer.  The pause matters: TCP delivers in
+  order, so a resend on the same link helps only a central system that lost the message
+  itself; a stalled link (answer late but coming) would just get a second
+  StartTransaction, and a central system that does not deduplicate opens a second
+  transaction for it.  Only a StartTransaction that is never answered at all is given up,
   after TransactionMessageAttempts unanswered sends in this power-on: errata 3.18
   foresees exactly that ("its .conf never arrived"), and without it one silent
   StartTransaction would hold back every later message forever.  Its transaction then
@@ -41,7 +45,6 @@ from ocpp16.clock import write_iso
 _ACTIONS = {journal.START: b"StartTransaction", journal.STOP: b"StopTransaction",
             journal.METER: b"MeterValues"}
 _BODY = const(1536)
-_TIMEOUT_PAUSE_MS = const(1000)    # after a response timeout, before sending again
 _CLOCK_WAIT_MS = const(5000)       # re-check for a clock this often
 _DROP_LIMIT = const(10)            # link losses with the head out that make one failure
 _DROP_WEIGHT = const(5)            # ... when the server closed with an error code
@@ -171,8 +174,8 @@ class Delivery:
             return
         limit = cp.cfg.get("TransactionMessageAttempts")
         if out == rpc.TIMEOUT:
-            # Not a failure to process; send again (after a short pause, not a tight loop).
-            # Its answer may still come: it settles the record then.
+            # Not a failure to process; send again after one more MessageTimeout (see the
+            # module docstring).  Its answer may still come: it settles the record then.
             cp.rpc.expect_late(cp.rpc.last_id, self._late_fn)
             self._unanswered += 1
             if kind == journal.START and self._unanswered >= limit:
@@ -180,7 +183,7 @@ class Delivery:
                        "the transaction goes on with transactionId -1" % (tx, self._unanswered))
                 self._drop(seq, kind, tx, n, "unanswered")
                 return
-            self._hold(_TIMEOUT_PAUSE_MS)
+            self._hold(cp.cfg.get("MessageTimeout") * 1000)
             return
         if out == rpc.RESULT:
             self._delivered(seq, kind, tx, n, cp.rpc.payload)
