@@ -286,13 +286,17 @@ class Server:
     async def case_oversize(self, r, w, c):
         self.upgrade(w, c)
         w.write(frame(1, pattern(5000)))
-        await self.wait_client_close(r, w, c)
+        w.write(frame(1, b"after"))
+        await self.echo(r, w, c)
 
     async def case_oversizefrag(self, r, w, c):
         self.upgrade(w, c)
         w.write(frame(1, pattern(3000), fin=False))
-        w.write(frame(0, pattern(3000), fin=True))
-        await self.wait_client_close(r, w, c)
+        w.write(frame(9, b"mid"))                    # a ping between the fragments
+        w.write(frame(0, pattern(3000), fin=False))
+        w.write(frame(0, pattern(70000), fin=True))
+        w.write(frame(1, b"after"))
+        await self.echo(r, w, c)
 
     async def case_masked(self, r, w, c):
         self.upgrade(w, c)
@@ -522,15 +526,20 @@ def test_16_and_64_bit_lengths(server):
 
 
 @pytest.mark.parametrize("case", ["oversize", "oversizefrag"])
-def test_oversize_message_closes_1009(server, case):
+def test_oversize_message_is_cut_short_and_the_link_stays(server, case):
+    # Its start is handed out marked TRUNCATED (the OCPP layer answers a CALL with a
+    # CALLERROR), the rest is dropped, and the next message comes as usual.
     evs = run_client(server, [{"do": "connect", "path": "/%s/" % case},
-                              {"do": "gone"}] + then_good(case))
-    g = only(evs, "gone")[0]
-    assert g["oversize"] == 1 and g["closed"]
-    assert not only(evs, "msg")[:-1]  # nothing truncated was delivered
+                              {"do": "expect", "n": 2}, {"do": "close"}] + then_good(case))
+    m = only(evs, "msg")
+    assert m[0]["len"] == 4096 and m[0]["op"] == 0x81, m[0]
+    assert m[0]["head"] == str(pattern(80), "ascii")
+    assert m[1]["head"] == "after" and m[1]["op"] == 1
+    assert only(evs, "close")[0]["closed"]
     c = server.conn("/%s/" % case)
-    assert close_code(c.ops(8)[0][3]) == 1009
-    assert c.events == ["close_replied"], c.events
+    assert close_code(c.ops(8)[0][3]) == 1000
+    if case == "oversizefrag":
+        assert [f[3] for f in c.ops(10)] == [b"mid"]      # the ping was answered
     assert_good_after(evs, case)
 
 

@@ -26,7 +26,7 @@ from time import ticks_ms, ticks_diff, ticks_add
 import micropython
 from micropython import const
 from ocpp16.jsonw import Writer
-from ocpp16.ws import SENT
+from ocpp16.ws import SENT, TRUNCATED
 from ocpp16 import jsonvet
 
 RESULT = const(0)
@@ -43,6 +43,7 @@ _ALIASES = {"FormatViolation": "FormationViolation",
 _MAX_ID = const(36)
 _LATE_MAX = const(6)          # earlier CALLs whose late answers are still wanted
 _QUIET_MS = const(10000)      # at most one line per this about ignored frames
+_TOO_BIG = const(0x8000000)   # with jsonvet's flags: the websocket cut the message short
 
 
 class CallError(Exception):
@@ -444,9 +445,12 @@ class Rpc:
         # or None when the frame is not UTF-8.
         n = len(mv)
         self._trace(b"<< ", mv, n)
-        if getattr(self.ws, "opcode", 1) != 1:
+        op = getattr(self.ws, "opcode", 1)
+        if op & 0x7F != 1:
             self._ignore("binary frame")
             return True
+        if op & TRUNCATED:
+            return [mv, None, _TOO_BIG]     # a CALLERROR if it starts as a CALL
         r = jsonvet.vet(mv, n)
         if r & jsonvet.BAD_UTF8:
             return None
@@ -518,12 +522,16 @@ class Rpc:
         if msg is None:
             uid = _peek_id(mv)
             if uid is None:
-                self._ignore("unreadable frame" if not flags & jsonvet.DEEP
-                             else "frame nested too deep")
-                return
-            await self._error(uid, "FormationViolation",
-                              "nested deeper than %d" % jsonvet.MAX_DEPTH
-                              if flags & jsonvet.DEEP else "not an OCPP-J message")
+                self._ignore("frame over %d bytes" % len(mv) if flags & _TOO_BIG
+                             else "frame nested too deep" if flags & jsonvet.DEEP
+                             else "unreadable frame")
+            elif flags & _TOO_BIG:
+                await self._error(uid, "GenericError", "message larger than the charger's "
+                                  "receive buffer (%d bytes)" % len(mv))
+            else:
+                await self._error(uid, "FormationViolation",
+                                  "nested deeper than %d" % jsonvet.MAX_DEPTH
+                                  if flags & jsonvet.DEEP else "not an OCPP-J message")
             return
         uid = msg[1] if len(msg) > 1 else None
         if not isinstance(uid, str):

@@ -9,8 +9,11 @@
 Buffers are allocated once, in the constructor:
 - receive: `rx_size` bytes (default 4096), the largest message accepted after
   reassembly.  OCPP answers are small, but a CALLERROR may carry ~2 KB of details and a
-  full GetConfiguration.conf approaches 4 KB.  A bigger message closes the connection
-  with 1009 and counts in `rx_oversize`: it is never silently truncated.
+  full GetConfiguration.conf approaches 4 KB.  Of a bigger message only the first
+  rx_size bytes are kept and the rest is read and dropped; it is handed out marked
+  (`opcode` | TRUNCATED) and counted in `rx_oversize`, never as if it were whole.  The
+  link stays up: a central system that sends one too big a CALL gets an answer (the
+  OCPP layer's CALLERROR), not a reconnect it might answer with the same frame.
 - transmit: `tx_size` payload bytes (default 2048, enough for any message a charge point
   sends) with `TX_HEADROOM` bytes in front of it for the frame header and the mask key.
 - 139 bytes for outgoing control frames, so a pong or close never clobbers `tx`.
@@ -48,6 +51,7 @@ TX_HEADROOM = const(14)  # 2 header + 8 extended length + 4 mask key
 _CTRL_MAX = const(125)  # RFC 6455 5.5: control payloads are at most 125 bytes
 _CLOSE_WAIT_MS = const(1000)  # how long close() waits for the server's close frame
 _BUSY_POLL_MS = const(2)
+TRUNCATED = const(0x80)  # in `opcode`: the message did not fit; its start is in the view
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -261,7 +265,7 @@ class WebSocket:
         self._iv = memoryview(self._ib)
         self._code = bytearray(2)  # the status code of our close frame
         self._log = log
-        #: messages refused (close 1009) because they did not fit the receive buffer
+        #: messages cut short (see TRUNCATED) because they did not fit the receive buffer
         self.rx_oversize = 0
         #: close code the server sent, or None
         self.close_code = None
@@ -280,12 +284,14 @@ class WebSocket:
         # _msg = its opcode (0 = none); _n = payload length of the current frame.
         self._stage = self._have = self._got = self._msg = self._n = 0
         self._skip = 0  # bytes of a refused frame still on the wire
+        self._over = 0  # bytes of the current data frame that do not fit: read and dropped
+        self._trunc = False  # the message being reassembled lost bytes that way
         self._rx = _Recv(self)
         # The last message _pull() completed: _rb[:_vn].  Consecutive messages often have
         # the same length (answers to one kind of CALL): the view is reused then.
         self._view = None
         self._vn = -1
-        #: opcode of the last message recv() returned: 1 text, 2 binary
+        #: opcode of the last message recv() returned: 1 text, 2 binary; | TRUNCATED
         self.opcode = 1
 
     @property
@@ -299,7 +305,8 @@ class WebSocket:
     def _abort(self):
         s = self._s
         self._s = self._st = None
-        self._stage = self._have = self._got = self._msg = 0  # a new connection, a new frame
+        self._stage = self._have = self._got = self._msg = self._over = 0  # a new frame
+        self._trunc = False
         if s is not None:
             try:
                 s.close()
@@ -502,8 +509,9 @@ class WebSocket:
     def recv(self):
         """Return the next data message as a memoryview into the receive buffer (valid
         until the next recv), or None once the connection is closed or lost.  Pings are
-        answered, fragments reassembled, protocol errors closed with 1002 and messages
-        larger than rx_size with 1009.  Returns an awaitable: `msg = await ws.recv()`."""
+        answered, fragments reassembled, protocol errors closed with 1002; of a message
+        larger than rx_size the start comes, marked in `opcode` (TRUNCATED).  Returns an
+        awaitable: `msg = await ws.recv()`."""
         rx = self._rx
         rx.co = None
         rx.ready = rx.yielded = False
@@ -568,32 +576,45 @@ class WebSocket:
     def _pull(self):
         # Advance the frame reader with what the socket has now, never waiting.
         # -> None: wants more bytes; 0: a whole message, in _view; 8, 9, 10: a control
-        # frame, its payload in _ib[:_n]; -1002 / -1009: close with that code, _skip
-        # bytes of the frame unread.  EOF and socket errors raise OSError.
+        # frame, its payload in _ib[:_n]; -1002: close with that code, _skip bytes of
+        # the frame unread.  EOF and socket errors raise OSError.
         hb = self._hb
         while True:
             st = self._stage
-            if st == 2:
-                n = self._n
-                if hb[0] & 0x08:  # control frame
-                    k = self._get(self._iv, self._have, n)
+            if st >= 2:
+                if st == 2:
+                    n = self._n
+                    if hb[0] & 0x08:  # control frame
+                        k = self._get(self._iv, self._have, n)
+                        if k < n:
+                            self._have = k
+                            return None
+                        self._stage = self._have = 0
+                        return hb[0] & 0x0F
+                    n += self._got
+                    k = self._get(self._rv, self._have, n)
                     if k < n:
                         self._have = k
                         return None
-                    self._stage = self._have = 0
-                    return hb[0] & 0x0F
-                n += self._got
-                k = self._get(self._rv, self._have, n)
-                if k < n:
-                    self._have = k
-                    return None
+                    if self._over:  # the rest of the frame does not fit: stage 3
+                        self._got = n
+                        self._stage = 3
+                        continue
+                else:
+                    while self._over:  # read and drop, through the control buffer
+                        k = self._get(self._iv, 0, min(self._over, _CTRL_MAX))
+                        if not k:
+                            return None
+                        self._over -= k
+                    n = self._got
                 self._stage = self._have = 0
                 if hb[0] & 0x80:  # FIN: the message is complete
                     if n != self._vn:
                         self._view = self._rv[:n]
                         self._vn = n
-                    self.opcode = self._msg
+                    self.opcode = self._msg | (TRUNCATED if self._trunc else 0)
                     self._got = self._msg = 0
+                    self._trunc = False
                     return 0
                 self._got = n
                 continue
@@ -644,10 +665,15 @@ class WebSocket:
                 self._say("ws: protocol error: " + err)
                 return -1002
             if op < 8:
-                if self._got + n > len(self._rb):
-                    self.rx_oversize += 1
-                    self._say("ws: message over %d bytes, closing 1009" % len(self._rb))
-                    return -1009
+                room = len(self._rb) - self._got
+                if n > room:
+                    if not self._trunc:
+                        self._trunc = True
+                        self.rx_oversize += 1
+                        self._say("ws: message over %d bytes: its start kept, the rest "
+                                  "dropped" % len(self._rb))
+                    self._over = n - room
+                    n = room
                 if op:
                     self._msg = op
             self._n = n

@@ -172,3 +172,14 @@ async def test_late_answer_reaches_who_asked_for_it():
     tk.cancel()
     ws.drop()
     await t
+
+
+async def test_a_message_too_big_for_the_buffer():
+    # The websocket hands out its start marked TRUNCATED: a CALL gets a CALLERROR (the
+    # central system learns why), anything else is ignored; the link stays.
+    big = '[2,"big","DataTransfer",{"vendorId":"x","data":"' + "y" * 4000
+    out, r, ws, logs, alive = await _serve([big], opcode=0x81)
+    assert alive and ws.close_code is None
+    assert out[0][:3] == [4, "big", "GenericError"], out
+    out, r, ws, logs, alive = await _serve(['[3,"7",{"a":"' + "y" * 4000], opcode=0x81)
+    assert alive and out == [] and r.ignored == 1

@@ -52,7 +52,7 @@ class Client:
             s = 0
             for b in m:
                 s += b
-            out(ev="msg", len=len(m), sum=s, head=str(bytes(m[:80]), "utf-8"))
+            out(ev="msg", len=len(m), sum=s, head=str(bytes(m[:80]), "utf-8"), op=w.opcode)
 
     async def wait(self, cond, ms):
         t = time.ticks_ms()
