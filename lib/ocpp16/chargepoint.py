@@ -1,41 +1,32 @@
 """The charge point: one asyncio loop with a few long-lived tasks.
 
-- link: connects the websocket (backoff with jitter), runs the receiver until the link
-  drops, then reconnects;
-- sender: the only task that sends CALLs, one at a time, in this order of priority:
-  BootNotification until Accepted (nothing else before), StatusNotifications the central
-  system has not seen, the application's requests (Authorize, DataTransfer, ...), the
-  journal of transaction messages (delivery.py), Heartbeat when due;
-- ticker: response timeouts, session timers, meter sampling, scheduled resets.
+- link and sender (link.py): the websocket and its receiver; the one task that sends
+  CALLs (Boot, Status, the application's requests, the journal, Heartbeat);
+- ticker (here): response timeouts, session timers, meter sampling, scheduled resets.
 
 Where things live: messages.py builds Boot/Status/Heartbeat, transactions.py builds
 Start/Stop/MeterValues, journal.py stores them, delivery.py sends and retries them,
 sessions.py applies the authorisation and session rules, handlers.py answers the central
-system.  The board (boards/<name>/board.py) hands in the hardware.
+system, states.py holds the shared constants.  The board (boards/<name>/board.py) hands
+in the hardware.
 """
 import json
-import sys
 import asyncio
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
-from ocpp16 import rpc, messages, store, journal
-from ocpp16.clock import Clock, parse_iso, iso
+from ocpp16 import rpc, store, journal, link
+from ocpp16.clock import Clock
 from ocpp16.backoff import Backoff
-
-VERSION = "0.2.0"
 
 # The shared constants live in states.py (so sessions, handlers and the profiles need not
 # import this module for them); they stay reachable here for the application.
-from ocpp16.states import (AVAILABLE, PREPARING, CHARGING, SUSPENDED_EVSE, SUSPENDED_EV,  # noqa
-                           FINISHING, RESERVED, UNAVAILABLE, FAULTED, QUEUED, BUSY,
+from ocpp16.states import (VERSION, AVAILABLE, PREPARING, CHARGING,  # noqa: F401
+                           SUSPENDED_EVSE, SUSPENDED_EV, FINISHING, RESERVED, UNAVAILABLE, FAULTED, QUEUED, BUSY,
                            NO_TRANSACTION, BAD_CONNECTOR, NOT_AVAILABLE, OFFLINE,
                            STORAGE_FULL, ERROR_CODES, LINK_DOWN, LINK_CONNECTING, LINK_UP)
 
-_BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
-_STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
 _TICK_MS = const(200)
 _SOFT_RESET_WAIT_MS = const(10000)  # a soft reset waits this long for the Stops to go out
-_RESTART_MS = const(1000)         # a long-lived task that failed starts over after this
 REBOOT = const(75)                # what run() returns when the charger must restart
 
 
@@ -440,9 +431,9 @@ class ChargePoint:
         """Run until quit() or a reset; returns 0, or REBOOT when the charger must restart."""
         self.log("charge point %s starting, %d connector(s), firmware %s, boot #%d"
                  % (self.cfg.get("ChargePointId"), self.connectors, VERSION, self.timebase.boot))
-        tasks = [asyncio.create_task(self._keep("ticker", self._ticker)),
-                 asyncio.create_task(self._keep("sender", self._sender)),
-                 asyncio.create_task(self._keep("link", self._link))]
+        tasks = [asyncio.create_task(link.keep(self, "ticker", ChargePoint._ticker)),
+                 asyncio.create_task(link.keep(self, "sender", link.sender)),
+                 asyncio.create_task(link.keep(self, "link", link.link))]
         await self._done.wait()
         import gc
         gc.collect()
@@ -458,64 +449,8 @@ class ChargePoint:
         self.exit_code = code
         self._done.set()
 
-    async def _keep(self, name, fn):
-        # No task of the charge point may die unnoticed: a failure is logged with its
-        # traceback and the task starts over after a pause (never a tight loop).
-        while True:
-            try:
-                await fn()
-            except Exception as e:
-                self.log("task %s failed: %r; restarting it in %d ms" % (name, e, _RESTART_MS))
-                sys.print_exception(e)
-                if name == "link":
-                    self.link_state = LINK_DOWN
-                    self.rpc.disconnected()
-                    self._fail_requests()
-                await asyncio.sleep_ms(_RESTART_MS)
-
-    async def _link(self):
-        ws = self.ws
-        failed = False      # the last attempt failed: the charger is offline until one works
-        while True:
-            url = self.cfg.get("CentralSystemUrl")
-            cp_id = self.cfg.get("ChargePointId")
-            key = self.cfg.get("AuthorizationKey") or None
-            if not failed:
-                self.link_state = LINK_CONNECTING
-            try:
-                self.log("link: connecting to %s as %s" % (url, cp_id))
-                await ws.connect(url, cp_id, auth_key=key, ssl=self.ssl,
-                                 timeout_ms=self.cfg.get("MessageTimeout") * 1000)
-            except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
-                failed = True
-                self.link_state = LINK_DOWN
-                delay = self._backoff.next_ms()
-                self.log("link: connect failed: %s; retry in %d ms" % (e, delay))
-                await asyncio.sleep_ms(delay)
-                continue
-            failed = False
-            self.connects += 1
-            up = ticks_ms()
-            self.log("link: connected")
-            self.link_state = LINK_UP
-            self.rpc.connected()
-            self._wake.set()
-            ka = asyncio.create_task(ws.keepalive(self.cfg.get("WebSocketPingInterval"),
-                                                  self.cfg.get("MessageTimeout")))
-            try:
-                await self.rpc.serve()
-            finally:
-                ka.cancel()
-                self.link_state = LINK_DOWN
-                self.rpc.disconnected()
-                self._fail_requests()
-            await ws.close()
-            self.log("link: disconnected (code %s)" % ws.close_code)
-            if ticks_diff(ticks_ms(), up) > _STABLE_MS:
-                self._backoff.reset()
-            delay = self._backoff.next_ms()
-            self.log("link: reconnect in %d ms" % delay)
-            await asyncio.sleep_ms(delay)
+    def _sender(self):
+        return link.sender(self)         # the task (link.py); tests run it alone
 
     async def _ticker(self):
         while True:
@@ -529,7 +464,7 @@ class ChargePoint:
                 await self.ws.close(1000)
             if self._reset and ticks_diff(ticks_ms(), self._reset[1]) >= 0:
                 await self._do_reset()
-            if self.rpc.online and self._due():
+            if self.rpc.online and link.due(self):
                 self._wake.set()
 
     def _apply_pending_availability(self):
@@ -559,121 +494,6 @@ class ChargePoint:
         self._reset = None
         self.log("reset: %s reset, restarting" % typ)
         self.quit(REBOOT)
-
-    def _due(self):
-        now = ticks_ms()
-        if not self.registered:
-            return ticks_diff(now, self._boot_at) >= 0
-        return self.delivery.due() or ticks_diff(now, self._hb_at) >= 0 or bool(self._requests) \
-            or self._unreported() >= 0
-
-    async def _sender(self):
-        while True:
-            if not self.rpc.online:
-                await self._wake.wait()
-                continue
-            if not self.registered:
-                if ticks_diff(ticks_ms(), self._boot_at) >= 0:
-                    await self._send_boot()
-                else:
-                    await self._wake.wait()
-                continue
-            n = self._unreported()
-            if n >= 0:
-                await self._send_status(n)
-            elif self._requests:
-                req = self._requests[0]
-                out = await self.rpc.call(req[0], req[1], req[2])
-                if self._requests and self._requests[0] is req:
-                    self._requests.pop(0)
-                    if req[3] and out == rpc.TIMEOUT:
-                        # A late answer still decides (an Authorize answered after
-                        # MessageTimeout is not lost); else TIMEOUT after one more.
-                        self.rpc.expect_late(self.rpc.last_id, req[3],
-                                             self.cfg.get("MessageTimeout") * 1000)
-                    elif req[3]:
-                        req[3](out, self.rpc.payload)
-            elif self.delivery.due():
-                await self.delivery.send_head()
-            elif ticks_diff(ticks_ms(), self._hb_at) >= 0:
-                await self._send_heartbeat()
-            else:
-                await self._wake.wait()
-
-    def _unreported(self):
-        # A state must last MinimumStatusDuration before it is reported; one that changes
-        # sooner is never sent (after an offline period, only the current state goes).
-        hold = self.cfg.get("MinimumStatusDuration") * 1000
-        now = ticks_ms()
-        for n in range(self.connectors + 1):
-            if (self.reported[n] != self.status[n]
-                    or self._reported_error[n] != self.error_code[n]) and \
-                    (not hold or ticks_diff(now, self._changed_ms[n]) >= hold):
-                return n
-        return -1
-
-    def _take_time(self, p):
-        t = p.get("currentTime") if p else None
-        if isinstance(t, str):
-            try:
-                first = not self.clock.valid
-                if self.clock.set(parse_iso(t)):
-                    if first:
-                        self.timebase.clock_set()
-                    return
-            except ValueError:
-                pass
-            self.log("clock: ignored implausible currentTime %r" % t)
-
-    async def _send_boot(self):
-        info = self.board.identity()
-        info["firmware"] = VERSION
-        out = await self.rpc.call(messages.BOOT, messages.boot, info)
-        if out != rpc.RESULT:
-            if out != rpc.OFFLINE:
-                self.log("boot: %s, retrying in %d s" % (rpc.OUTCOME[out], _BOOT_RETRY_DEFAULT))
-                self._boot_at = ticks_add(ticks_ms(), _BOOT_RETRY_DEFAULT * 1000)
-            return
-        p = self.rpc.payload
-        self._take_time(p)
-        status = p.get("status")
-        interval = p.get("interval")
-        interval = interval if isinstance(interval, int) and interval > 0 else 0
-        self.boot_status = status
-        self.log("boot: %s, interval %d, clock %s"
-                 % (status, interval, iso(self.clock.now()) if self.clock.valid else "unset"))
-        if status == "Accepted":
-            self.registered = True
-            if interval:
-                self.cfg.put("HeartbeatInterval", interval)
-            self._hb_at = ticks_add(ticks_ms(), self.cfg.get("HeartbeatInterval") * 1000)
-            now = self.clock.now() or 0
-            for i in range(self.connectors + 1):
-                if not self.status_time[i]:
-                    self.status_time[i] = now
-            return
-        # Pending or Rejected: nothing else may be sent until the interval has passed.
-        self._boot_at = ticks_add(ticks_ms(), (interval or _BOOT_RETRY_DEFAULT) * 1000)
-
-    async def _send_status(self, n):
-        sent = self.status[n]
-        err = self.error_code[n]
-        if not self.status_time[n]:
-            self.status_time[n] = self.clock.now() or 0
-        out = await self.rpc.call(messages.STATUS, messages.status, (self, n))
-        if out == rpc.RESULT or out == rpc.CALLERROR:
-            # A CALLERROR will not get better by repeating the same state; log and move on.
-            if out == rpc.CALLERROR:
-                self.log("status: connector %d refused: %s" % (n, self.rpc.error_code))
-            self.reported[n] = sent
-            self._reported_error[n] = err
-
-    async def _send_heartbeat(self):
-        out = await self.rpc.call(messages.HEARTBEAT, messages.heartbeat)
-        if out == rpc.RESULT:
-            self._take_time(self.rpc.payload)
-        if out != rpc.OFFLINE:
-            self._hb_at = ticks_add(ticks_ms(), self.cfg.get("HeartbeatInterval") * 1000)
 
     def _config_changed(self, name, value):
         if name == "HeartbeatInterval" and self.registered:

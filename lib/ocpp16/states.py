@@ -3,6 +3,8 @@ the application API's result codes, fault codes, link states.  A module of its o
 that nothing imports chargepoint (and all it pulls in) for a constant."""
 from micropython import const
 
+VERSION = "0.2.0"                 # the firmware's, in BootNotification
+
 # Connector states (indexes into messages.STATUSES)
 AVAILABLE = const(0)
 PREPARING = const(1)

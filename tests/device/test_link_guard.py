@@ -4,7 +4,7 @@ import asyncio
 from fakews import FakeWS
 from test_api import FakeBoard
 from fsutil import rmtree
-from ocpp16 import config, store, rpc
+from ocpp16 import config, store, rpc, link
 from ocpp16 import chargepoint as C
 
 _DIR = "/tmp/mpocpp-test-guard"
@@ -29,7 +29,7 @@ def _cp(ws, logs):
     cfg = config.Config(_DIR + "/config.json", connectors=2, log=lambda s: None)
     cp = C.ChargePoint(FakeBoard(), cfg, ws, _DIR, log=logs.append)
     cp.rpc.trace = False
-    cp._take_time({"currentTime": "2026-11-23T10:00:00Z"})   # records need a clock to go
+    link.take_time(cp, {"currentTime": "2026-11-23T10:00:00Z"})   # records need a clock
     return cp
 
 
@@ -54,7 +54,7 @@ async def test_a_failing_task_restarts():
         if len(runs) == 1:
             raise ValueError("bug")
         await asyncio.sleep_ms(10000)
-    t = asyncio.create_task(cp._keep("ticker", flaky))
+    t = asyncio.create_task(link.keep(cp, "ticker", lambda cp: flaky()))
     await asyncio.sleep_ms(1300)
     assert len(runs) == 2 and not t.done()
     assert any("task ticker failed: ValueError('bug',)" in x for x in logs), logs
