@@ -3,7 +3,7 @@
 Handlers answer at once and never await a CALL of their own (the receiver delivers those
 answers); work that needs the link is queued for the sender.
 """
-from ocpp16.rpc import CallError, field
+from ocpp16.rpc import CallError, field, only
 from ocpp16 import states as C
 
 
@@ -15,6 +15,7 @@ def _connector(cp, p, name="connectorId", allow_zero=True):
 
 
 def change_availability(cp, p):
+    only(p, ("connectorId", "type"))
     n = field(p, "connectorId", int)
     typ = field(p, "type", str)
     if typ not in ("Inoperative", "Operative"):
@@ -25,8 +26,9 @@ def change_availability(cp, p):
 
 
 def change_configuration(cp, p):
-    key = field(p, "key", str)
-    value = field(p, "value", str)
+    only(p, ("key", "value"))
+    key = field(p, "key", str, maxlen=50)
+    value = field(p, "value", str, maxlen=500)
     status = cp.cfg.change(key, value)
     cp.log("config: %s := %s -> %s" % (key, cp.cfg.describe(key) if status == "Accepted"
                                         or status == "RebootRequired" else "(unchanged)", status))
@@ -36,13 +38,16 @@ def change_configuration(cp, p):
 
 
 def clear_cache(cp, p):
+    only(p, ())
     cp.cache.clear()
     return {"status": "Accepted"}
 
 
 def data_transfer(cp, p):
-    vendor = field(p, "vendorId", str)
-    field(p, "messageId", str, False)
+    only(p, ("vendorId", "messageId", "data"))
+    vendor = field(p, "vendorId", str, maxlen=255)
+    field(p, "messageId", str, False, maxlen=50)
+    field(p, "data", str, False)
     hook = cp.data_transfer_handler
     if hook is None or vendor != cp.vendor_id:
         return {"status": "UnknownVendorId"}
@@ -50,11 +55,14 @@ def data_transfer(cp, p):
 
 
 def get_configuration(cp, p):
+    only(p, ("key",))
     keys = field(p, "key", list, False)
     if keys is not None:
         for k in keys:
             if not isinstance(k, str):
                 raise CallError("TypeConstraintViolation", "key")
+            if len(k) > 50:
+                raise CallError("PropertyConstraintViolation", "key longer than 50")
         if len(keys) > cp.cfg.get("GetConfigurationMaxKeys"):
             raise CallError("OccurenceConstraintViolation", "too many keys")
     known, unknown = cp.cfg.entries(keys or None)
@@ -65,9 +73,10 @@ def get_configuration(cp, p):
 
 
 def remote_start(cp, p):
-    tag = field(p, "idTag", str)
-    if len(tag) > 20 or not tag:
-        raise CallError("PropertyConstraintViolation", "idTag is not a CiString20")
+    only(p, ("connectorId", "idTag", "chargingProfile"))
+    tag = field(p, "idTag", str, maxlen=20)
+    if not tag:
+        raise CallError("PropertyConstraintViolation", "idTag is empty")
     n = field(p, "connectorId", int, False)
     if field(p, "chargingProfile", dict, False) is not None:
         return {"status": "Rejected"}   # Smart Charging is not supported
@@ -86,6 +95,7 @@ def remote_start(cp, p):
 
 
 def remote_stop(cp, p):
+    only(p, ("transactionId",))
     txid = field(p, "transactionId", int)
     n = cp.connector_of_txid(txid)
     if n is None:
@@ -95,6 +105,7 @@ def remote_stop(cp, p):
 
 
 def reset(cp, p):
+    only(p, ("type",))
     typ = field(p, "type", str)
     if typ not in ("Hard", "Soft"):
         raise CallError("PropertyConstraintViolation", "type")
@@ -103,6 +114,7 @@ def reset(cp, p):
 
 
 def unlock(cp, p):
+    only(p, ("connectorId",))
     n = _connector(cp, p, allow_zero=False)
     b = cp.board
     # NotSupported: an unknown connector, a board without a lock (esp32_s0), or a fixed

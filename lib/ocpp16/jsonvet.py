@@ -10,6 +10,9 @@ In (`vet`, run on every received text frame before `json.loads`):
   then send back (an idTag in StartTransaction, a configuration value) and the central
   system would close the link with 1007 for it, at every reconnect.  An escaped lone
   surrogate becomes U+FFFD and is flagged (LONE): the caller refuses such a CALL.
+- Brackets must balance outside strings (UNBALANCED otherwise): MicroPython's decoder
+  takes `[2,"id","Reset",{"type":"Hard"}` without its last `]`, and a truncated CALL
+  must not be carried out.
 - The bytes must be UTF-8 (RFC 6455 8.1: else the connection fails with 1007).  Encoded
   surrogates (ED A0..BF) and overlong forms are refused too: MicroPython's own check
   lets them through.
@@ -30,6 +33,7 @@ MAX_DEPTH = const(20)
 DEEP = const(0x1000000)     # flags in the value vet() returns, above the length
 LONE = const(0x2000000)
 BAD_UTF8 = const(0x4000000)
+UNBALANCED = const(0x8000000)
 LENGTH = const(0xFFFFFF)
 
 # One source for both: compiled as viper when the port has the native emitter, else as
@@ -142,6 +146,8 @@ def vet(buf, n: int) -> int:
         b[o] = c
         o += 1
         i += 1
+    if depth != 0 or instr:
+        flags |= 0x8000000
     return o | flags
 
 @DECO

@@ -43,7 +43,7 @@ _ALIASES = {"FormatViolation": "FormationViolation",
 _MAX_ID = const(36)
 _LATE_MAX = const(6)          # earlier CALLs whose late answers are still wanted
 _QUIET_MS = const(10000)      # at most one line per this about ignored frames
-_TOO_BIG = const(0x8000000)   # with jsonvet's flags: the websocket cut the message short
+_TOO_BIG = const(0x10000000)  # with jsonvet's flags: the websocket cut the message short
 
 
 class CallError(Exception):
@@ -55,10 +55,11 @@ class CallError(Exception):
         self.description = description
 
 
-def field(p, name, typ, required=True):
+def field(p, name, typ, required=True, maxlen=0):
     """Fetch `p[name]` checking presence and JSON type (OCPP-J error codes on failure).
 
-    `typ` is int, str, bool, dict, list or float (float accepts ints too).
+    `typ` is int, str, bool, dict, list or float (float accepts ints too); `maxlen`: the
+    most characters a str may have (CiStringN), 0 = no limit.
     """
     if name not in p:
         if required:
@@ -73,7 +74,16 @@ def field(p, name, typ, required=True):
         ok = isinstance(v, typ)
     if not ok:
         raise CallError("TypeConstraintViolation", name + " has the wrong type")
+    if maxlen and len(v) > maxlen:
+        raise CallError("PropertyConstraintViolation", "%s longer than %d" % (name, maxlen))
     return v
+
+
+def only(p, names):
+    """The payload `p` has no field but `names` (the schemas forbid any other)."""
+    for k in p:
+        if k not in names:
+            raise CallError("FormationViolation", "unknown field " + k[:40])
 
 
 def _is_id(s, n):
@@ -479,8 +489,8 @@ class Rpc:
         # Parse a frame.  An answer (CALLRESULT, CALLERROR) settles the outstanding CALL,
         # and anything that is neither an answer nor a CALL is ignored: -> True.  A CALL
         # -> the frame; unparsable -> None.
-        if flags & jsonvet.DEEP:
-            return None
+        if flags & (jsonvet.DEEP | jsonvet.UNBALANCED):
+            return None     # not decoded: a CALLERROR if it starts as a CALL
         try:
             msg = json.loads(mv)
         except Exception:       # ValueError, UnicodeError, MemoryError
@@ -521,6 +531,8 @@ class Rpc:
         # handle() for CALLs and frames json.loads refused (msg None).
         if msg is None:
             uid = _peek_id(mv)
+            if uid is not None and flags & jsonvet.LONE and "\ufffd" in uid:
+                uid = None      # not the id the central system sent: no answer names it
             if uid is None:
                 self._ignore("frame over %d bytes" % len(mv) if flags & _TOO_BIG
                              else "frame nested too deep" if flags & jsonvet.DEEP
@@ -536,6 +548,8 @@ class Rpc:
         uid = msg[1] if len(msg) > 1 else None
         if not isinstance(uid, str):
             self._ignore("CALL without a string uniqueId")
+        elif flags & jsonvet.LONE and "\ufffd" in uid:
+            self._ignore("uniqueId with a lone surrogate (no answer could name it)")
         elif len(msg) != 4 or not isinstance(msg[2], str):
             await self._error(uid, "FormationViolation", "CALL needs [2,id,action,payload]")
         elif not isinstance(msg[3], dict):

@@ -183,3 +183,38 @@ async def test_a_message_too_big_for_the_buffer():
     assert out[0][:3] == [4, "big", "GenericError"], out
     out, r, ws, logs, alive = await _serve(['[3,"7",{"a":"' + "y" * 4000], opcode=0x81)
     assert alive and out == [] and r.ignored == 1
+
+
+async def test_a_call_without_its_last_bracket_is_not_carried_out():
+    # MicroPython's json.loads takes it; found by the fuzzer.
+    out, r, ws, logs, alive = await _serve(['[2,"t1","Echo",{"a":1}', '[2,"t2","Echo",{"a":"]"}]'])
+    assert [f[:3] for f in out] == [[4, "t1", "FormationViolation"], [3, "t2", {"got": {"a": "]"}}]]
+
+
+async def test_a_uniqueid_with_a_lone_surrogate_is_not_answered():
+    # Its answer could not name it (found by the fuzzer).
+    out, r, ws, logs, alive = await _serve(['[2,"\\ud83du","Echo",{}]', '[2,"\\ud83dx","Ec',
+                                            '[2,"ok\\ud83d\\ude97","Echo",{}]'])
+    assert out == [[3, "ok\U0001f697", {"got": {}}]], out
+    assert r.ignored == 2
+
+
+async def test_extra_fields_and_long_strings_are_refused():
+    from ocpp16 import handlers
+    ws, r, logs = _mk()
+    r.handlers = dict(handlers.HANDLERS)
+    r.ctx = None
+    t = asyncio.create_task(r.serve())
+    for f in ('[2,"x1","ClearCache",{"x":1}]', '[2,"x2","Reset",{"type":"Soft","connectorId":true}]',
+              '[2,"x3","GetConfiguration",{"key":["' + "k" * 51 + '"]}]',
+              '[2,"x4","DataTransfer",{"vendorId":"v","messageId":"' + "m" * 51 + '"}]',
+              '[2,"x5","ChangeConfiguration",{"key":"' + "k" * 51 + '","value":"1"}]'):
+        ws.feed(f)
+    await asyncio.sleep_ms(20)
+    out = [json.loads(f)[:3] for f in ws.sent]
+    assert out == [[4, "x1", "FormationViolation"], [4, "x2", "FormationViolation"],
+                   [4, "x3", "PropertyConstraintViolation"],
+                   [4, "x4", "PropertyConstraintViolation"],
+                   [4, "x5", "PropertyConstraintViolation"]], out
+    ws.drop()
+    await t
