@@ -387,7 +387,7 @@ class CentralSystem:
         self.log.human(cp_id, "%s %s" % (arrow, text))
         try:
             fields = {"frame": json.loads(text)}
-        except ValueError:
+        except (ValueError, RecursionError):     # a hostile frame, nested very deep
             fields = {"raw": text}
         self.log.event("recv" if arrow == "<-" else "send", cp=cp_id, **fields)
 

@@ -134,7 +134,7 @@ def messages(csms, cp):
             m = Msg(boot, conn, f[1], f[2], f[3], e.get("t"))
             pending[f[1]] = m
             out.append(m)
-        elif ev == "send" and f[0] in (3, 4) and f[1] in pending:
+        elif ev == "send" and f[0] in (3, 4) and isinstance(f[1], str) and f[1] in pending:
             pending.pop(f[1]).answer = f
     return out
 
