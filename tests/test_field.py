@@ -119,17 +119,26 @@ def test_late_start_conf_settles_the_transaction(start_csms, start_sim, tmp_path
     assert not any("unanswered" in ln for ln in sim.lines)
 
 
-def test_card_before_the_boot_is_accepted_waits_for_it(start_csms, start_sim, tmp_path):
-    csms = start_csms("--heartbeat", "300", "--boot", "pending")
-    csms.cmd("boot pending 3")
+@pytest.mark.parametrize("boot", ["pending", "unanswered"])
+def test_card_before_the_boot_is_accepted_waits_for_it(start_csms, start_sim, tmp_path, boot):
+    if boot == "pending":
+        csms = start_csms("--heartbeat", "300", "--boot", "pending")
+        csms.cmd("boot pending 3")
+    else:
+        csms = start_csms("--heartbeat", "300")
+        csms.cmd("delay BootNotification 4 1")
     sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg(MessageTimeout=20)))
-    sim.wait_line("boot: Pending")
-    r = csms.call("CP1", "RemoteStartTransaction", {"idTag": "EARLY2", "connectorId": 1})
-    assert r["ok"] and r["result"]["status"] == "Rejected", r   # not Accepted and dropped
+    if boot == "pending":
+        sim.wait_line("boot: Pending")
+        r = csms.call("CP1", "RemoteStartTransaction", {"idTag": "EARLY2", "connectorId": 1})
+        assert r["ok"] and r["result"]["status"] == "Rejected", r  # not Accepted and dropped
+    else:
+        wait_calls(csms, "BootNotification", 1)     # out, its answer 4 s away
     sim.send("plug 1")
     sim.send("swipe 1 EARLY")
-    time.sleep(0.5)
-    csms.cmd("boot accepted 300")
+    if boot == "pending":
+        time.sleep(0.5)
+        csms.cmd("boot accepted 300")
     sim.wait_line("boot: Accepted", timeout=15)
     auth = wait_calls(csms, "Authorize", 1, timeout=10)[0][3]
     assert auth["idTag"] == "EARLY"
