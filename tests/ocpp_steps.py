@@ -82,3 +82,16 @@ def start_conf(csms, cp="CP1", timeout=20):
                     return f[2]
         time.sleep(0.05)
     raise AssertionError("StartTransaction not answered; log:\n%s" % csms.log_text(40))
+
+
+def answer_to(csms, uid, cp="CP1", timeout=10):
+    """The charger's answer (CALLRESULT or CALLERROR frame) to the central system's CALL
+    `uid`, waiting for it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for e in csms.events("recv", cp=cp):
+            f = e.get("frame")
+            if isinstance(f, list) and len(f) >= 2 and f[0] in (3, 4) and f[1] == uid:
+                return f
+        time.sleep(0.05)
+    raise AssertionError("no answer to %s; log:\n%s" % (uid, csms.log_text(40)))

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from mp.txlog import prepare_state
-from ocpp_steps import Watch, booted, next_call, start_conf, statuses, wait_calls, wait_status
+from ocpp_steps import (Watch, answer_to, booted, next_call, start_conf, statuses,
+                        wait_calls, wait_status)
 
 CAR = "EV\U0001f697"          # json.dumps writes it as "EV\ud83d\ude97"
 
@@ -26,22 +27,19 @@ def _connects(csms):
     return len(csms.events("connect", cp="CP1"))
 
 
-def _answer(csms, uid, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for e in csms.events("recv", cp="CP1"):
-            f = e.get("frame")
-            if isinstance(f, list) and len(f) >= 2 and f[0] in (3, 4) and f[1] == uid:
-                return f
-        time.sleep(0.05)
-    raise AssertionError("no answer to %s; log:\n%s" % (uid, csms.log_text(40)))
-
-
 def _cfg(**kw):
     c = {"MessageTimeout": 5, "ReconnectMinSeconds": 1, "ReconnectMaxSeconds": 1,
          "MeterValueSampleInterval": 0, "MinimumStatusDuration": 0}
     c.update(kw)
     return c
+
+
+def _started(start_csms, start_sim, tmp_path, **cfg):
+    # A charger with configuration `cfg` on flash from the start, booted.
+    csms = start_csms("--heartbeat", "300")
+    sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg(**cfg)))
+    wait_calls(csms, "StatusNotification", 2)
+    return csms, sim
 
 
 def test_deeply_nested_frames_cost_the_frame_only(start_csms, start_sim):
@@ -53,7 +51,7 @@ def test_deeply_nested_frames_cost_the_frame_only(start_csms, start_sim):
     csms.cmd("send CP1 " + "[" * 2500)
     key = "[" * 800 + "]" * 800
     csms.cmd('send CP1 [2,"deep","GetConfiguration",{"key":%s}]' % key)
-    f = _answer(csms, "deep")
+    f = answer_to(csms, "deep")
     assert f[0] == 4 and f[2] == "FormationViolation", f
     # The board's events are still handled, the Stop goes out on the same link.
     sim.send("swipe 1 DEEP")
@@ -66,10 +64,7 @@ def test_deeply_nested_frames_cost_the_frame_only(start_csms, start_sim):
 
 
 def test_non_bmp_characters_travel_as_characters(start_csms, start_sim, tmp_path):
-    csms = start_csms("--heartbeat", "300")
-    sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg(
-        AuthorizeRemoteTxRequests=False)))
-    wait_calls(csms, "StatusNotification", 2)
+    csms, sim = _started(start_csms, start_sim, tmp_path, AuthorizeRemoteTxRequests=False)
     n = _connects(csms)
     sim.send("plug 1")
     # csmsctl and the ocpp package write the emoji as a surrogate pair (ensure_ascii).
@@ -85,10 +80,10 @@ def test_non_bmp_characters_travel_as_characters(start_csms, start_sim, tmp_path
     assert {"key": "ConnectorPhaseRotation", "readonly": False,
             "value": "1.RST " + CAR} in r["result"]["configurationKey"]
     csms.cmd('send CP1 [2,"id\\ud83d\\ude97","GetConfiguration",{"key":["X"]}]')
-    assert _answer(csms, "id" + "\U0001f697")[0] == 3
+    assert answer_to(csms, "id" + "\U0001f697")[0] == 3
     # A lone surrogate is not a character: refused, not stored.
     csms.cmd('send CP1 [2,"lone","RemoteStartTransaction",{"idTag":"EV\\ud83d"}]')
-    assert _answer(csms, "lone")[2] == "PropertyConstraintViolation"
+    assert answer_to(csms, "lone")[2] == "PropertyConstraintViolation"
     sim.send("stop 1")
     stop = next_call(csms, "StopTransaction")
     assert stop["idTag"] == CAR and stop["transactionId"] == start_conf(csms)["transactionId"]
@@ -100,9 +95,7 @@ def test_non_bmp_characters_travel_as_characters(start_csms, start_sim, tmp_path
 def test_late_start_conf_settles_the_transaction(start_csms, start_sim, tmp_path, delay, sends):
     # MessageTimeout 5 s: answered 7 s late, before the resend (which waits one more
     # MessageTimeout); 12 s late, while the resend is out: the late answer settles it.
-    csms = start_csms("--heartbeat", "300")
-    sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg()))
-    wait_calls(csms, "StatusNotification", 2)
+    csms, sim = _started(start_csms, start_sim, tmp_path)
     csms.cmd("delay StartTransaction %d 1" % delay)
     sim.send("plug 1")
     sim.send("swipe 1 SLOW")
@@ -147,10 +140,7 @@ def test_card_before_the_boot_is_accepted_waits_for_it(start_csms, start_sim, tm
 
 
 def test_parent_from_start_conf_and_cache_from_stop_conf(start_csms, start_sim, tmp_path):
-    csms = start_csms("--heartbeat", "300")
-    sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg(
-        AuthorizeRemoteTxRequests=False)))
-    wait_calls(csms, "StatusNotification", 2)
+    csms, sim = _started(start_csms, start_sim, tmp_path, AuthorizeRemoteTxRequests=False)
     # TC_069 with AuthorizeRemoteTxRequests false: the group comes with the Start's answer.
     csms.cmd("parent OWNER FLEET")
     csms.cmd("parent DRIVER FLEET")
@@ -179,10 +169,7 @@ def test_parent_from_start_conf_and_cache_from_stop_conf(start_csms, start_sim, 
 
 
 def test_late_authorize_conf_decides(start_csms, start_sim, tmp_path):
-    csms = start_csms("--heartbeat", "300")
-    sim = start_sim(csms.url, state=prepare_state(tmp_path / "st", _cfg(
-        AllowOfflineTxForUnknownId=False)))
-    wait_calls(csms, "StatusNotification", 2)
+    csms, sim = _started(start_csms, start_sim, tmp_path, AllowOfflineTxForUnknownId=False)
     csms.cmd("delay Authorize 7 1")
     sim.send("plug 1")
     sim.send("swipe 1 PATIENT")

@@ -50,8 +50,7 @@ class Sessions:
         """Decide whether `tag` may charge; calls done(status, parent) (maybe later)."""
         cp = self.cp
         cfg = cp.cfg
-        cache_on = cfg.get("AuthorizationCacheEnabled")
-        status, parent = cp.cache.lookup(tag, cp.clock.now()) if cache_on else (None, None)
+        status, parent = self._cached(tag)
         if status == "Accepted" and cfg.get("LocalPreAuthorize") and cp.rpc.online \
                 and cp.registered:
             done("Accepted", parent)
@@ -71,9 +70,13 @@ class Sessions:
             cp.request(b"Authorize", _encode_authorize, tag,
                        lambda out, p: self._authorized(tag, out, p, done))
             return
-        status, parent = cp.cache.lookup(tag, cp.clock.now()) \
-            if cp.cfg.get("AuthorizationCacheEnabled") else (None, None)
-        self._offline_decision(tag, status, parent, done)
+        self._offline_decision(tag, done)
+
+    def _cached(self, tag):
+        cp = self.cp
+        if cp.cfg.get("AuthorizationCacheEnabled"):
+            return cp.cache.lookup(tag, cp.clock.now())
+        return None, None
 
     def _early_tick(self, now):
         # Authorisations that wait for the registration: asked once the boot is Accepted,
@@ -88,8 +91,9 @@ class Sessions:
                 self._ask(e[0], e[1])
                 return      # the list changed: the rest go at the next tick
 
-    def _offline_decision(self, tag, status, parent, done):
+    def _offline_decision(self, tag, done):
         cfg = self.cp.cfg
+        status, parent = self._cached(tag)
         if status is not None:
             done(status if cfg.get("LocalAuthorizeOffline") else "Invalid", parent)
         elif cfg.get("AllowOfflineTxForUnknownId"):
@@ -107,9 +111,7 @@ class Sessions:
             done(info.get("status", "Invalid"), info.get("parentIdTag"))
             return
         # No answer: the offline rules decide.
-        status, parent = cp.cache.lookup(tag, cp.clock.now()) \
-            if cp.cfg.get("AuthorizationCacheEnabled") else (None, None)
-        self._offline_decision(tag, status, parent, done)
+        self._offline_decision(tag, done)
 
     # -- board events ---------------------------------------------------------------------
     def plug(self, n, yes):
