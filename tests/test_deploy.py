@@ -142,6 +142,49 @@ def test_compiled_library_loads_on_micropython(tmp_path):
     assert p.returncode == 0 and "config.mpy" in p.stdout, p.stdout
 
 
+def test_mpy_mismatch_follows_the_loader(tmp_path):
+    """deploy's rule for what a device loads, against the unix port's own loader: a module
+    without native code needs the .mpy version only; one with native code also the
+    sub-version and the architecture."""
+    (tmp_path / "plain.py").write_text("X = 1\n")
+    (tmp_path / "nat.py").write_text("import micropython\n\n@micropython.viper\n"
+                                     "def f(x: int) -> int:\n    return x + 1\n\nX = f(1)\n")
+    src = [(tmp_path / "plain.py", "/plain.py"), (tmp_path / "nat.py", "/nat.py")]
+    x64 = deploy.compile_mpy(src, tmp_path / "x64", march="x64")
+    esp = deploy.compile_mpy(src, tmp_path / "esp", march="xtensawin")
+    assert deploy.mpy_header(x64[0][0]) == (6, 0, 0)          # no native code: no arch
+    assert deploy.mpy_header(x64[1][0]) == (6, 3, 2)
+    assert deploy.mpy_header(esp[1][0]) == (6, 3, 10)
+    p = subprocess.run([micropython(), "-c", "import sys; print(sys.implementation._mpy)"],
+                       stdout=subprocess.PIPE, text=True, timeout=60)
+    unix = int(p.stdout)
+
+    def loads(files):
+        d = files[0][0].parent
+        out = []
+        for name in ("plain", "nat"):
+            r = subprocess.run([micropython(), "-c", "import %s; print(%s.X)" % (name, name)],
+                               cwd=str(d), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, timeout=60)
+            out.append(r.stdout.strip().splitlines()[-1])
+        return out
+
+    if unix >> 10 == 2:                                      # an x64 unix port
+        assert deploy.mpy_mismatch(unix, x64) is None
+        assert loads(x64) == ["1", "2"]
+        why = deploy.mpy_mismatch(unix, esp)
+        assert "native xtensawin: 1 module(s), e.g. /nat.mpy" in why, why
+        assert loads(esp) == ["1", "ValueError: incompatible .mpy arch"]
+    esp32 = 6 | 3 << 8 | 10 << 10
+    assert deploy.mpy_mismatch(esp32, esp) is None
+    assert "/nat.mpy" in deploy.mpy_mismatch(esp32 & ~(3 << 8) | 2 << 8, esp)  # v6.2
+    assert "/plain.mpy" not in deploy.mpy_mismatch(esp32 & ~(3 << 8) | 2 << 8, esp)
+    why = deploy.mpy_mismatch(5 | 10 << 10, esp)                     # .mpy v5: all
+    assert "v6: 1 module(s), e.g. /plain.mpy" in why and "/nat.mpy" in why
+    assert "/nat.mpy" in deploy.mpy_mismatch(6 | 3 << 8, esp)         # no native emitter
+    assert "at all" in deploy.mpy_mismatch(None, esp)
+
+
 # -- settings -----------------------------------------------------------------------------
 
 def test_config_json_stores_typed_non_default_values():
@@ -251,12 +294,43 @@ _FAKE_MPREMOTE = r'''
 import json, os, shutil, sys
 root = os.environ["FAKE_DEVICE"]
 argv = sys.argv[1:]
-with open(os.environ["FAKE_LOG"], "a") as f:
-    f.write(json.dumps({"argv": argv,
-                        "maintenance": os.path.exists(os.path.join(root, "maintenance"))}) + "\n")
+flag = os.path.join(root, "maintenance")
+
+
+def flag_text():
+    try:
+        with open(flag) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def boot(kind):
+    # What boards/esp32_s0/boot.py does with /maintenance at every reset (its rule is
+    # tested on the unix port in tests/device/test_esp32_board.py): one boot used.
+    text = flag_text()
+    on = False
+    if text is not None:
+        try:
+            n = int(text) if text.strip() else 1
+        except ValueError:
+            n = 1
+        n = min(n, 10) - 1
+        if n >= 0:
+            with open(flag, "w") as f:
+                f.write(str(n))
+            on = True
+        else:
+            os.remove(flag)
+    log["boots"].append([kind, on])
+
+
+log = {"argv": argv, "maintenance": os.path.exists(flag), "flag": flag_text(), "boots": []}
+
 
 def dev(p):
     return os.path.join(root, p.lstrip(":").lstrip("/"))
+
 
 class DevOs:
     def mkdir(self, p):
@@ -264,43 +338,77 @@ class DevOs:
     def remove(self, p):
         os.remove(dev(p))
 
-assert argv[0] == "connect" and argv[1]
-cmds, cur = [], []
-for a in argv[2:]:
-    if a == "+":
-        cmds.append(cur)
-        cur = []
-    else:
-        cur.append(a)
-cmds.append(cur)
-for c in cmds:
-    if c[0] == "exec":
-        assert c[1].startswith("import os\n")
-        exec(c[1][len("import os\n"):], {"os": DevOs()})
-    elif c[:2] == ["fs", "cp"]:
-        src, dst = c[2], c[3]
-        if src.startswith(":"):
-            if not os.path.exists(dev(src)):
-                print("cp: No such file or directory")
-                sys.exit(1)
-            shutil.copy(dev(src), dst)
+
+class Impl:
+    pass
+
+
+class DevSys:
+    implementation = Impl()
+
+
+if os.environ.get("FAKE_MPY", "none") != "none":
+    DevSys.implementation._mpy = int(os.environ["FAKE_MPY"])
+
+
+def dev_open(p, mode="r"):
+    return open(dev(p), mode)
+
+
+def main():
+    assert argv[0] == "connect" and argv[1]
+    cmds, cur = [], []
+    for a in argv[2:]:
+        if a == "+":
+            cmds.append(cur)
+            cur = []
         else:
-            assert dst.startswith(":")
-            if not os.path.isdir(os.path.dirname(dev(dst))):
-                sys.exit("cp: no directory for " + dst)
-            shutil.copy(src, dev(dst))
-    elif c[:2] == ["fs", "touch"]:
-        open(dev(c[2]), "a").close()
-    elif c == ["reset"]:
-        pass
+            cur.append(a)
+    cmds.append(cur)
+    if cmds[0][0] == "resume":
+        cmds[0] = cmds[0][1:]
     else:
-        sys.exit("fake mpremote: unknown command %r" % c)
+        boot("soft")     # entering the raw REPL soft-resets the board: boot.py runs
+    for c in cmds:
+        if c[0] == "exec":
+            code = "\n".join(line for line in c[1].split("\n")
+                             if line not in ("import os", "import sys"))
+            exec(code, {"os": DevOs(), "sys": DevSys, "open": dev_open})
+        elif c[:2] == ["fs", "cp"]:
+            src, dst = c[2], c[3]
+            if src.startswith(":"):
+                if not os.path.exists(dev(src)):
+                    print("cp: No such file or directory")
+                    sys.exit(1)
+                shutil.copy(dev(src), dst)
+            else:
+                assert dst.startswith(":")
+                if not os.path.isdir(os.path.dirname(dev(dst))):
+                    sys.exit("cp: no directory for " + dst)
+                shutil.copy(src, dev(dst))
+        elif c == ["reset"]:
+            boot("hard")
+        else:
+            sys.exit("fake mpremote: unknown command %r" % c)
+
+
+try:
+    main()
+finally:
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(json.dumps(log) + "\n")
 '''
 
 
-def _fake_device(tmp_path, monkeypatch):
-    """deploy talks to a fake mpremote acting on the folder `device`; returns (device,
-    the log of mpremote calls)."""
+# sys.implementation._mpy: .mpy version | sub-version << 8 | arch << 10
+# (MicroPython 1.25 to 1.29 on an ESP32: v6.3, xtensawin).
+MPY_ESP32 = 6 | 3 << 8 | 10 << 10
+
+
+def _fake_device(tmp_path, monkeypatch, mpy=MPY_ESP32):
+    """deploy talks to a fake mpremote acting on the folder `device` (its
+    sys.implementation._mpy is `mpy`, None: no such attribute); returns (device, the log
+    of mpremote calls)."""
     device = tmp_path / "device"
     device.mkdir()
     fake = tmp_path / "mpremote.py"
@@ -308,6 +416,7 @@ def _fake_device(tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("FAKE_DEVICE", str(device))
     monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_MPY", "none" if mpy is None else str(mpy))
     monkeypatch.setattr(deploy, "mpremote", lambda: [sys.executable, str(fake)])
     return device, log
 
@@ -326,13 +435,23 @@ def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
     assert rc == 0
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     argvs = [c["argv"] for c in calls]
-    # 1: maintenance reset, 2: read the device's config, 3: one chained upload, 4: reset
-    assert len(calls) == 4
-    assert argvs[0][2:] == ["fs", "touch", ":/maintenance", "+", "reset"]
+    # 1: maintenance reset, 2: read the device's config, 3: its .mpy version, 4: one
+    # chained upload, 5: remove the flag and reset
+    assert len(calls) == 5
+    assert argvs[0][2:4] == ["resume", "exec"] and argvs[0][-2:] == ["+", "reset"]
     assert argvs[1][2:4] == ["fs", "cp"] and argvs[1][4] == ":/state/config.json"
-    assert calls[2]["maintenance"]                  # the copy ran with the watchdog off
-    assert argvs[3][2:] == ["reset"]
+    assert argvs[2][2] == "exec" and "_mpy" in argvs[2][3]
+    assert "/lib/ocpp16/rpc.mpy" in " ".join(argvs[3])
+    assert argvs[4][2] == "exec" and argvs[4][-2:] == ["+", "reset"]
     assert all(a[:2] == ["connect", "/dev/ttyFAKE"] for a in argvs)
+    # The flag is written with exactly the boots the deploy uses: the maintenance reset
+    # and the soft reset of each later connection all boot in maintenance mode (no Wi-Fi
+    # in boot.py, no watchdog), and the last reset is a normal boot.
+    boots = [b for c in calls for b in c["boots"]]
+    assert calls[0]["boots"] == [["hard", True]]    # `resume`: no soft reset first
+    assert boots == [["hard", True]] + [["soft", True]] * 4 + [["hard", False]]
+    assert [c["flag"] for c in calls] == [None, "4", "3", "2", "1"]
+    assert calls[3]["maintenance"]                  # the copy ran with the watchdog off
     # what the board now holds
     assert not (device / "maintenance").exists()
     for n in _lib_modules():
@@ -353,6 +472,85 @@ def test_deploy_no_reset_is_one_connection(tmp_path, monkeypatch):
     assert len(log.read_text().splitlines()) == 1
     assert (device / "lib" / "ocpp16" / "rpc.py").is_file()
     assert (device / "board.py").is_file() and (device / "state").is_dir()
+    assert not (device / "maintenance").exists()
+
+
+def _calls(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_deploy_plain_boots_budget(tmp_path, monkeypatch):
+    # No --config, no --mpy: maintenance reset, upload, last reset; 3 boots, all used.
+    device, log = _fake_device(tmp_path, monkeypatch)
+    assert deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0"]) == 0
+    calls = _calls(log)
+    assert [b for c in calls for b in c["boots"]] == \
+        [["hard", True], ["soft", True], ["soft", True], ["hard", False]]
+    assert not (device / "maintenance").exists()
+    assert (device / "lib" / "ocpp16" / "rpc.py").is_file()
+
+
+def test_interrupted_deploy_flag_expires(tmp_path, monkeypatch):
+    # The upload breaks off (here: the device has no room for /lib): the flag stays for
+    # a new attempt, but only for the boots the deploy had left, then boots are normal.
+    device, log = _fake_device(tmp_path, monkeypatch)
+    (device / "lib").write_text("a file where the directory should be")
+    rc = deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0", "--mpy"])
+    assert rc == 1
+    assert (device / "maintenance").exists()
+    calls = _calls(log)
+    assert len(calls) == 3                          # reset, .mpy check, failed upload
+    for _ in range(3):                              # the charger is power-cycled
+        subprocess.run(deploy.mpremote() + ["connect", "/dev/ttyFAKE", "resume", "reset"],
+                       check=True)
+    boots = [c["boots"] for c in _calls(log)[3:]]
+    assert boots == [[["hard", True]], [["hard", False]], [["hard", False]]]
+    assert not (device / "maintenance").exists()
+
+
+def test_deploy_error_before_the_copy_ends_maintenance(tmp_path, monkeypatch, capsys):
+    device, log = _fake_device(tmp_path, monkeypatch)
+    rc = deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0",
+                      "--config", "HeartbeatInterval=soon"])
+    assert rc == 1 and "HeartbeatInterval" in capsys.readouterr().err
+    calls = _calls(log)
+    # maintenance reset, config fetch, then straight back to a normal boot
+    assert calls[-1]["argv"][-2:] == ["+", "reset"]
+    assert calls[-1]["boots"] == [["soft", True], ["hard", False]]
+    assert not (device / "maintenance").exists()
+    assert not (device / "lib").exists()
+
+
+# -- the device's .mpy version ----------------------------------------------------------------
+
+def test_deploy_refuses_mpy_the_device_cannot_load(tmp_path, monkeypatch, capsys):
+    # A firmware older than 1.20 (.mpy version 5) cannot import what mpy-cross 1.25 makes:
+    # nothing is copied and the charger goes back to a normal boot.  (The library keeps
+    # its native code as source, ocpp16.native, so the files carry no arch of their own;
+    # the arch rule is checked against the loader in test_mpy_mismatch_follows_the_loader.)
+    device, log = _fake_device(tmp_path, monkeypatch, mpy=5)
+    rc = deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0", "--mpy"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "cannot import" in err and "--no-mpy-check" in err, err
+    assert not (device / "lib").exists() and not (device / "main.py").exists()
+    assert not (device / "maintenance").exists()
+    assert _calls(log)[-1]["boots"][-1] == ["hard", False]
+
+
+def test_deploy_refuses_when_the_device_loads_no_mpy(tmp_path, monkeypatch, capsys):
+    device, log = _fake_device(tmp_path, monkeypatch, mpy=None)
+    assert deploy.main(["--port", "/dev/ttyFAKE", "--no-reset", "--mpy"]) == 1
+    assert "cannot import .mpy files at all" in capsys.readouterr().err
+    assert not (device / "lib").exists()
+
+
+def test_deploy_mpy_check_can_be_skipped(tmp_path, monkeypatch):
+    device, log = _fake_device(tmp_path, monkeypatch, mpy=5)   # a pre-1.20 firmware
+    rc = deploy.main(["--port", "/dev/ttyFAKE", "--no-reset", "--mpy", "--no-mpy-check"])
+    assert rc == 0
+    assert len(_calls(log)) == 1                     # no query: just the upload
+    assert (device / "lib" / "ocpp16" / "rpc.mpy").is_file()
 
 
 # -- the firmware on this board --------------------------------------------------------------
@@ -421,3 +619,18 @@ def test_lib_never_imports_hardware_modules():
     bad = [str(p.relative_to(ROOT)) for p in (ROOT / "lib").rglob("*.py")
            if pat.search(p.read_text())]
     assert bad == []
+
+
+# -- no native code ---------------------------------------------------------------------------
+
+def test_mpy_without_native_arch(tmp_path):
+    """--march '' (documented as "none"): every module compiles without an arch, and the
+    result loads on a firmware without a native emitter.  Needs lib/ocpp16 to compile
+    without @micropython.viper/native where no arch is given."""
+    rc, out, err = _run("--dry-run", "--mpy", "--march", "")
+    assert rc == 0, err + out
+    files = deploy.compile_mpy(deploy.sources("esp32_s0"), tmp_path, march="")
+    for local, remote in files:
+        if remote.endswith(".mpy"):
+            assert deploy.mpy_header(local)[2] == 0, remote          # no native code
+    assert deploy.mpy_mismatch(6 | 3 << 8, files) is None           # no native emitter

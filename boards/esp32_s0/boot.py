@@ -6,7 +6,16 @@
 # alone would retry forever, hence `reconnects` and our own attempt loop.
 #
 # Credentials: /state/wifi.json = {"ssid": "...", "password": "..."} (tools/deploy.py
-# --wifi-ssid/--wifi-password writes it).  If /maintenance exists, Wi-Fi is skipped.
+# --wifi-ssid/--wifi-password writes it).
+#
+# Maintenance mode: /maintenance holds the number of boots it still applies to (empty, as
+# `mpremote fs touch` leaves it: this boot only).  Each run of this file uses one and
+# rewrites the count, and removes the file once it reads 0, so a flag left by an
+# interrupted deploy expires instead of keeping the charger offline for good.  Every
+# run counts, mpremote's soft resets included (they run boot.py, not main.py): the
+# deploy writes enough boots for its own connections.  While it applies, Wi-Fi is
+# skipped here (a raw-REPL soft reset must end within mpremote's 10 s) and board.py
+# does not arm the watchdog; the board also ends it after some minutes of running.
 import gc
 import json
 import os
@@ -20,6 +29,7 @@ if hasattr(micropython, "alloc_emergency_exception_buf"):
 
 WIFI_FILE = "/state/wifi.json"
 MAINTENANCE = "/maintenance"
+_MAINT_MAX = const(10)       # boots; a larger count is cut to this
 _ATTEMPTS = const(3)
 _POLL_MS = const(250)
 _WAIT_MS = const(15000)      # per attempt
@@ -70,33 +80,62 @@ def wifi_connect(wlan, ssid, password, attempts=_ATTEMPTS, wait_ms=_WAIT_MS,
     return False
 
 
-def _exists(path):
+def maintenance(path, log=print):
+    """Use one boot of the maintenance flag at `path`.  Returns None for a normal boot,
+    else how many more boots it applies to after this one (0: this is the last)."""
     try:
-        os.stat(path)
-        return True
+        with open(path) as f:
+            text = f.read().strip()
     except OSError:
-        return False
+        return None                      # no flag: the normal case
+    try:
+        n = int(text) if text else 1     # empty: an older deploy's `fs touch`, one boot
+    except ValueError:
+        n = 1                            # torn by a power cut: end soon
+    n = min(n, _MAINT_MAX) - 1
+    if n >= 0:
+        try:
+            with open(path, "w") as f:
+                f.write(str(n))
+        except OSError as e:
+            # A count that cannot go down must not stay: this boot is a normal one.
+            log("boot: cannot rewrite %s: %s" % (path, e))
+            n = -1
+    if n < 0:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        log("boot: %s used up: removed; normal boot (Wi-Fi, watchdog)" % path)
+        return None
+    log("boot: ************************************************************")
+    log("boot: MAINTENANCE MODE (%s): no Wi-Fi, no watchdog" % path)
+    if n:
+        log("boot: maintenance applies to %d more boot(s), then it is removed" % n)
+    else:
+        log("boot: last maintenance boot: the next boot is normal")
+    log("boot: ************************************************************")
+    return n
 
 
-def _main():
+def _main(log=print):
     try:
         import machine
         if machine.reset_cause() == machine.WDT_RESET:
-            print("boot: last reset was the watchdog")
+            log("boot: last reset was the watchdog")
     except (ImportError, AttributeError):
         pass
-    if _exists(MAINTENANCE):
-        print("boot: %s exists: maintenance mode, no Wi-Fi, no watchdog" % MAINTENANCE)
+    if maintenance(MAINTENANCE, log) is not None:
         return
     try:
         with open(WIFI_FILE) as f:
             creds = json.load(f)
     except (OSError, ValueError):
-        print("boot: no %s; starting offline" % WIFI_FILE)
+        log("boot: no %s; starting offline" % WIFI_FILE)
         return
     import network
     wlan = network.WLAN(network.STA_IF)
-    wifi_connect(wlan, creds.get("ssid", ""), creds.get("password", ""))
+    wifi_connect(wlan, creds.get("ssid", ""), creds.get("password", ""), log=log)
 
 
 _main()

@@ -23,11 +23,11 @@ never fires unless something slipped through (a journal record written by an old
 version, say); it guarantees the central system never gets invalid UTF-8, which would
 cost the link and block the message queue behind that frame.
 
-Both run as viper where the port has it (one pass, no allocation), else as the same
-code in plain Python.
+Both run as viper where the port has it (one pass, no allocation; see ocpp16.native),
+else as the same code in plain Python.
 """
-import micropython
 from micropython import const
+from ocpp16 import native
 
 MAX_DEPTH = const(20)
 DEEP = const(0x1000000)     # flags in the value vet() returns, above the length
@@ -37,8 +37,7 @@ UNBALANCED = const(0x8000000)
 LENGTH = const(0xFFFFFF)
 
 # One source for both: compiled as viper when the port has the native emitter, else as
-# Python with ptr8 the identity (indexing a bytearray gives the same ints).  exec keeps
-# this file loadable (and freezable) where there is no native emitter.
+# Python with ptr8 the identity (indexing a bytearray gives the same ints).
 _SRC = """
 def _hex4(b, i):
     v = 0
@@ -171,13 +170,13 @@ def repair(buf, n: int) -> int:
 
 
 def _build():
-    g = {"micropython": micropython}
-    try:
-        exec(_SRC.replace("@DECO", "@micropython.viper").replace(
-            "def _hex4(b, i):", "@micropython.viper\ndef _hex4(b: ptr8, i: int) -> int:"), g)
-    except Exception:  # no native emitter: the same code as Python
-        g = {"ptr8": lambda b: b, "int": int}
-        exec(_SRC.replace("@DECO\n", "").replace("b: ptr8", "b"), g)
+    fast = native.viper(_SRC.replace("@DECO", "@micropython.viper").replace(
+        "def _hex4(b, i):", "@micropython.viper\ndef _hex4(b: ptr8, i: int) -> int:"),
+        "vet", "repair")
+    if fast:
+        return fast
+    g = {"ptr8": lambda b: b, "int": int}   # no native emitter: the same code as Python
+    exec(_SRC.replace("@DECO\n", "").replace("b: ptr8", "b"), g)
     return g["vet"], g["repair"]
 
 

@@ -8,100 +8,110 @@ the hot path allocates (checked under `micropython.heap_lock()` in tests/device)
     w.raw(b'{"connectorId":'); w.int(1); w.raw(b',"status":'); w.str("Available"); w.raw(b"}")
     await ws.send(w.n)
 """
-import micropython
+from ocpp16 import native
 
 # Raised when a frame does not fit; preallocated so raising it needs no heap.
 OVERFLOW = ValueError("frame does not fit the transmit buffer")
 
-try:
-    @micropython.viper
-    def _copy(dst, pos: int, cap: int, src, n: int) -> int:
-        # Copy n bytes of src into dst at pos; -1 when it would pass cap.
-        if pos + n > cap:
-            return -1
-        d = ptr8(dst)
-        s = ptr8(src)
-        i = 0
-        while i < n:
-            d[pos + i] = s[i]
-            i += 1
-        return pos + n
+# Plain Python versions, for a port without a native emitter; the viper ones below
+# replace them where there is one (see ocpp16.native).
+def _copy(dst, pos, cap, src, n):
+    if pos + n > cap:
+        return -1
+    for i in range(n):
+        dst[pos + i] = src[i]
+    return pos + n
 
-    @micropython.viper
-    def _copy_esc(dst, pos: int, cap: int, src, n: int) -> int:
-        # Copy a UTF-8 string body with JSON escaping of '"', '\\' and control bytes.
-        d = ptr8(dst)
-        s = ptr8(src)
-        hexd = ptr8(b"0123456789abcdef")
-        i = 0
-        while i < n:
-            c = s[i]
-            if c == 34 or c == 92:
-                if pos + 2 > cap:
-                    return -1
-                d[pos] = 92
-                d[pos + 1] = c
-                pos += 2
-            elif c < 32:
-                if pos + 6 > cap:
-                    return -1
-                d[pos] = 92
-                d[pos + 1] = 117  # \u00XX
-                d[pos + 2] = 48
-                d[pos + 3] = 48
-                d[pos + 4] = hexd[c >> 4]
-                d[pos + 5] = hexd[c & 15]
-                pos += 6
-            else:
-                if pos >= cap:
-                    return -1
-                d[pos] = c
-                pos += 1
-            i += 1
-        return pos
 
-    @micropython.viper
-    def _utf8_bytes(src, nchars: int) -> int:
-        # Byte length of a str holding nchars characters, read from its UTF-8 data in
-        # place: iterating a str would create one-character strings on the heap.
-        s = ptr8(src)
-        i = 0
-        while nchars > 0:
-            c = s[i]
-            i += 1 if c < 0x80 else 2 if c < 0xE0 else 3 if c < 0xF0 else 4
-            nchars -= 1
-        return i
-except (AttributeError, SyntaxError, NameError):  # a port without viper
-    def _copy(dst, pos, cap, src, n):
-        if pos + n > cap:
-            return -1
-        for i in range(n):
-            dst[pos + i] = src[i]
-        return pos + n
+def _copy_esc(dst, pos, cap, src, n):
+    for c in bytes(src, "utf-8") if isinstance(src, str) else src:
+        if c == 34 or c == 92:
+            if pos + 2 > cap:
+                return -1
+            dst[pos] = 92
+            dst[pos + 1] = c
+            pos += 2
+        elif c < 32:
+            if pos + 6 > cap:
+                return -1
+            for k, v in enumerate(b"\\u%04x" % c):
+                dst[pos + k] = v
+            pos += 6
+        else:
+            if pos >= cap:
+                return -1
+            dst[pos] = c
+            pos += 1
+    return pos
 
-    def _copy_esc(dst, pos, cap, src, n):
-        for c in bytes(src, "utf-8") if isinstance(src, str) else src:
-            if c == 34 or c == 92:
-                if pos + 2 > cap:
-                    return -1
-                dst[pos] = 92
-                dst[pos + 1] = c
-                pos += 2
-            elif c < 32:
-                if pos + 6 > cap:
-                    return -1
-                for k, v in enumerate(b"\\u%04x" % c):
-                    dst[pos + k] = v
-                pos += 6
-            else:
-                if pos >= cap:
-                    return -1
-                dst[pos] = c
-                pos += 1
-        return pos
 
-    def _utf8_bytes(src, nchars):
-        return len(src.encode())
+def _utf8_bytes(src, nchars):
+    return len(src.encode())
+
+
+_VIPER = r'''
+@micropython.viper
+def _copy(dst, pos: int, cap: int, src, n: int) -> int:
+    # Copy n bytes of src into dst at pos; -1 when it would pass cap.
+    if pos + n > cap:
+        return -1
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[pos + i] = s[i]
+        i += 1
+    return pos + n
+
+@micropython.viper
+def _copy_esc(dst, pos: int, cap: int, src, n: int) -> int:
+    # Copy a UTF-8 string body with JSON escaping of '"', '\\' and control bytes.
+    d = ptr8(dst)
+    s = ptr8(src)
+    hexd = ptr8(b"0123456789abcdef")
+    i = 0
+    while i < n:
+        c = s[i]
+        if c == 34 or c == 92:
+            if pos + 2 > cap:
+                return -1
+            d[pos] = 92
+            d[pos + 1] = c
+            pos += 2
+        elif c < 32:
+            if pos + 6 > cap:
+                return -1
+            d[pos] = 92
+            d[pos + 1] = 117  # \u00XX
+            d[pos + 2] = 48
+            d[pos + 3] = 48
+            d[pos + 4] = hexd[c >> 4]
+            d[pos + 5] = hexd[c & 15]
+            pos += 6
+        else:
+            if pos >= cap:
+                return -1
+            d[pos] = c
+            pos += 1
+        i += 1
+    return pos
+
+@micropython.viper
+def _utf8_bytes(src, nchars: int) -> int:
+    # Byte length of a str holding nchars characters, read from its UTF-8 data in
+    # place: iterating a str would create one-character strings on the heap.
+    s = ptr8(src)
+    i = 0
+    while nchars > 0:
+        c = s[i]
+        i += 1 if c < 0x80 else 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+        nchars -= 1
+    return i
+'''
+_fast = native.viper(_VIPER, "_copy", "_copy_esc", "_utf8_bytes")
+if _fast:
+    _copy, _copy_esc, _utf8_bytes = _fast
+del _VIPER, _fast
 
 
 class Writer:

@@ -23,11 +23,10 @@ import sys
 import asyncio
 from asyncio import core
 from time import ticks_ms, ticks_diff, ticks_add
-import micropython
 from micropython import const
 from ocpp16.jsonw import Writer
 from ocpp16.ws import SENT, TRUNCATED
-from ocpp16 import jsonvet
+from ocpp16 import jsonvet, native
 
 RESULT = const(0)
 CALLERROR = const(1)
@@ -132,26 +131,32 @@ class _Answer(asyncio.Event):
 
 _SECRET = b"AuthorizationKey"
 
-try:
-    @micropython.viper
-    def _contains(buf, n: int, pat, m: int) -> int:
-        # 1 when pat[:m] occurs in buf[:n]: the trace checks each frame without a copy.
-        b = ptr8(buf)
-        p = ptr8(pat)
-        c0 = p[0]
-        i = 0
-        while i <= n - m:
-            if b[i] == c0:
-                j = 1
-                while j < m and b[i + j] == p[j]:
-                    j += 1
-                if j == m:
-                    return 1
-            i += 1
-        return 0
-except (AttributeError, SyntaxError, NameError):  # a port without viper
-    def _contains(buf, n, pat, m):
-        return pat[:m] in bytes(buf[:n])
+def _contains(buf, n, pat, m):
+    return pat[:m] in bytes(buf[:n])
+
+
+_VIPER = r'''
+@micropython.viper
+def _contains(buf, n: int, pat, m: int) -> int:
+    # 1 when pat[:m] occurs in buf[:n]: the trace checks each frame without a copy.
+    b = ptr8(buf)
+    p = ptr8(pat)
+    c0 = p[0]
+    i = 0
+    while i <= n - m:
+        if b[i] == c0:
+            j = 1
+            while j < m and b[i + j] == p[j]:
+                j += 1
+            if j == m:
+                return 1
+        i += 1
+    return 0
+'''
+_fast = native.viper(_VIPER, "_contains")
+if _fast:
+    _contains = _fast[0]
+del _VIPER, _fast
 
 
 def _peek_id(mv):

@@ -484,3 +484,145 @@ def test_boot_wifi_times_out_when_stuck_connecting():
                                  sleep_ms=sleeps.append, log=lambda s: None)
     assert len(w.connects) == 2
     assert len(sleeps) == 2 * (1000 // 250) + 1
+
+
+# -- maintenance mode ---------------------------------------------------------------------
+# /maintenance (tools/deploy.py writes it) turns Wi-Fi and the watchdog off; it must not
+# outlive the deploy that wrote it: boot.py counts it down by boots, the board ends it
+# after some time of running.
+
+_MDIR = "/tmp/mpocpp-test-esp32-maint"
+_MFLAG = _MDIR + "/maintenance"
+
+
+def _flag(text):
+    import os
+    try:
+        os.mkdir(_MDIR)
+    except OSError:
+        pass
+    if text is None:
+        try:
+            os.remove(_MFLAG)
+        except OSError:
+            pass
+        return
+    with open(_MFLAG, "w") as f:
+        f.write(text)
+
+
+def _flag_text():
+    try:
+        with open(_MFLAG) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def test_boot_leftover_empty_maintenance_flag_expires():
+    # An older deploy interrupted between `fs touch :/maintenance` and its removal: the
+    # empty flag gives one maintenance boot, then boots are normal again (Wi-Fi joined).
+    _flag("")
+    with open(_MDIR + "/wifi.json", "w") as f:
+        f.write('{"ssid": "depot", "password": "pw"}')
+    w = _wlan((0, network.STAT_GOT_IP))
+    saved = boot.MAINTENANCE, boot.WIFI_FILE
+    boot.MAINTENANCE, boot.WIFI_FILE = _MFLAG, _MDIR + "/wifi.json"
+    try:
+        boot._main()
+        assert w.connects == []              # the maintenance boot: no Wi-Fi
+        boot._main()
+        assert w.connects == [("depot", "pw")], "the flag still applies"
+        assert _flag_text() is None          # used up and removed
+        boot._main()
+        assert len(w.connects) == 1          # still joined: no second connect
+    finally:
+        boot.MAINTENANCE, boot.WIFI_FILE = saved
+        _flag(None)
+
+
+def test_boot_maintenance_counts_boots_down_loudly():
+    logs = []
+    _flag("3")
+    try:
+        assert boot.maintenance(_MFLAG, logs.append) == 2
+        assert _flag_text() == "2"
+        assert any("MAINTENANCE MODE" in s and "no Wi-Fi, no watchdog" in s for s in logs)
+        assert any("2 more boot(s)" in s for s in logs)
+        assert boot.maintenance(_MFLAG, logs.append) == 1
+        del logs[:]
+        assert boot.maintenance(_MFLAG, logs.append) == 0     # the last one, said so
+        assert _flag_text() == "0" and any("last maintenance boot" in s for s in logs)
+        del logs[:]
+        assert boot.maintenance(_MFLAG, logs.append) is None  # a normal boot
+        assert _flag_text() is None and any("removed" in s for s in logs)
+        del logs[:]
+        assert boot.maintenance(_MFLAG, logs.append) is None and logs == []
+        _flag("1000000")                     # capped: still expires in a few boots
+        n = boot.maintenance(_MFLAG, logs.append)
+        assert 0 < n < 20
+        _flag("garbage")                     # e.g. torn by a power cut: this boot only
+        assert boot.maintenance(_MFLAG, logs.append) == 0
+        assert boot.maintenance(_MFLAG, logs.append) is None
+        _flag("-4")
+        assert boot.maintenance(_MFLAG, logs.append) is None and _flag_text() is None
+    finally:
+        _flag(None)
+
+
+def _maint_board(logs, flag, **over):
+    machine.reset_stubs()
+    _flag(flag)
+    with open(_MDIR + "/wifi.json", "w") as f:
+        f.write('{"ssid": "depot", "password": "pw"}')
+    b = esp.Board(pins=_Map(**over), state=_MDIR, log=logs.append)
+    b.maintenance_ms = 200
+    return b
+
+
+async def test_board_maintenance_boot_ends_by_itself():
+    # A maintenance boot has no watchdog, so nothing would ever reboot it to use up the
+    # flag: left running, the board ends maintenance itself (flag removed, watchdog on,
+    # Wi-Fi started).
+    logs = []
+    saved = esp.MAINTENANCE
+    esp.MAINTENANCE = _MFLAG
+    w = _wlan((0, network.STAT_GOT_IP))
+    try:
+        b = _maint_board(logs, "2", WDT_MS=1000)
+        b.start(_App())
+        await asyncio.sleep_ms(50)
+        assert machine.WDT.instances == [] and w.connects == []
+        await asyncio.sleep_ms(400)
+        assert _flag_text() is None, "maintenance did not end"
+        assert any("MAINTENANCE MODE" in s and "2 more boot(s)" in s for s in logs), logs
+        assert not b.maintenance
+        assert len(machine.WDT.instances) == 1 and machine.WDT.instances[0].timeout == 1000
+        assert machine.WDT.instances[0].feeds >= 1
+        assert w.active() and w.connects == [("depot", "pw")]
+        assert any("maintenance mode over" in s for s in logs), logs
+        b.quit()
+        await b.wait_quit()
+    finally:
+        esp.MAINTENANCE = saved
+        _flag(None)
+
+
+async def test_board_normal_boot_arms_watchdog_at_once():
+    logs = []
+    saved = esp.MAINTENANCE
+    esp.MAINTENANCE = _MFLAG
+    try:
+        b = _maint_board(logs, None, WDT_MS=1000)
+        b.start(_App())
+        await asyncio.sleep_ms(10)
+        assert not b.maintenance and len(machine.WDT.instances) == 1
+        assert not any("MAINTENANCE" in s for s in logs)
+        b = _maint_board(logs, "0", WDT_MS=1000)    # boot.py's last maintenance boot
+        b.start(_App())
+        await asyncio.sleep_ms(10)
+        assert b.maintenance and machine.WDT.instances == []
+        assert any("at the next boot" in s for s in logs), logs
+    finally:
+        esp.MAINTENANCE = saved
+        _flag(None)
