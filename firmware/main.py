@@ -3,7 +3,11 @@
 On the charger this runs at boot (main.py); in the simulator tools/sim passes options:
   --csms URL  --id ID  --state DIR  --connectors N  [--imp IMP_PER_KWH] [--ca CA.der]
   [--flash-kb N]  (simulated flash size: the state directory counted in littlefs blocks)
+  [--healthy-ms N]  (how long a boot must run registered to reset the crash count)
 Options override (and are saved to) the configuration in the state directory.
+
+Whatever ends a power-on, every relay is opened first; a crash is counted and logged and
+the charger restarts, and a crash loop ends in safe mode (firmware/crash.py).
 
 A Reset from the central system ends the run with REBOOT: the device reboots for real;
 the simulator restarts the firmware in the same process with fresh modules and RAM
@@ -11,6 +15,8 @@ state, reading everything back from the state directory, as after a reboot.
 """
 import sys
 import asyncio
+
+_board = None       # the board of the running power-on: its relays open whatever happens
 
 
 def parse_args(argv):
@@ -43,7 +49,9 @@ def tls_context(path, log):
 
 def boot_once(opts):
     """One power-on: returns the charge point's exit code."""
+    global _board
     import board
+    import crash
     from ocpp16 import config, store
     import os
     if getattr(os, "getenv", lambda k: None)("MPOCPP_KILL_AFTER_WRITES") is not None:
@@ -55,7 +63,7 @@ def boot_once(opts):
     state = opts.get("state", getattr(board, "STATE", "state"))
     opts["state"] = state
     store.makedirs(state)
-    b = board.from_args(opts)
+    b = _board = board.from_args(opts)
     from ocpp16.meter import supported
     cfg = config.Config(state + "/config.json", connectors=b.connectors,
                         measurands=supported(b))
@@ -69,7 +77,33 @@ def boot_once(opts):
     # Transmit buffer sized for a full GetConfiguration answer (about 3.3 KB with every key).
     cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=4096), state, ssl=ssl)
     asyncio.new_event_loop()
-    return asyncio.run(App(cp, b).run())
+    return asyncio.run(_run(App(cp, b), cp, state, int(opts.get("healthy-ms",
+                                                               crash.HEALTHY_MS))))
+
+
+async def _run(app, cp, state, healthy_ms):
+    import crash
+    crash.safe_mode(cp, state)
+    asyncio.create_task(crash.healthy(cp, state, healthy_ms))
+    return await app.run()
+
+
+def _relays_open():
+    global _board
+    b = _board
+    _board = None       # it holds the whole charge point: the next boot must not keep it
+    for n in range(1, getattr(b, "connectors", 0) + 1):
+        try:
+            b.relay(n, False)
+        except Exception:   # one broken output must not keep the others closed
+            pass
+
+
+def _pause_after_crash():
+    # On the charger the reset follows; the simulator restarts in this process, and a
+    # crash at every boot must not become a hot loop.
+    import time
+    time.sleep_ms(1000)
 
 
 def main(argv=None):
@@ -79,7 +113,16 @@ def main(argv=None):
     for name in ("StreamReader", "Lock", "Event", "ThreadSafeFlag", "wait_for_ms"):
         getattr(asyncio, name)
     while True:
-        code = boot_once(opts)
+        try:
+            code = boot_once(opts)
+        except Exception as e:
+            import crash
+            crash.record(opts.get("state", "state"), e)
+            e = None        # its traceback holds the whole charge point: let it go
+            code = 75
+            _pause_after_crash()
+        finally:
+            _relays_open()
         if code != 75:     # chargepoint.REBOOT
             return code
         if hasattr(sys, "platform") and sys.platform != "linux":
@@ -89,7 +132,7 @@ def main(argv=None):
         # event loop drops the old tasks, and with them the old objects.
         asyncio.new_event_loop()
         for name in list(sys.modules):
-            if name.startswith("ocpp16") or name in ("board", "app"):
+            if name.startswith("ocpp16") or name in ("board", "app", "crash"):
                 del sys.modules[name]
         import gc
         gc.collect()

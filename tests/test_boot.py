@@ -137,6 +137,12 @@ def test_sim_accepts_every_documented_command(start_csms, start_sim):
     sim.wait_line(r"sim: ---- reboot ----", start=n0, timeout=20)
     tested.add("reboot")
     _wait_calls(csms, "BootNotification", 2, timeout=20)
+    # crash: fails as a bug would, is counted, and the firmware starts again.
+    sim.send("crash")
+    sim.wait_line(r"crash: RuntimeError\('crash injected by the simulator',\) \(1 in a row\)",
+                  start=n0, timeout=10)
+    tested.add("crash")
+    _wait_calls(csms, "BootNotification", 3, timeout=20)
     n0 = len(sim.lines)
     sim.send("frobnicate 7")
     sim.wait_line(r"unknown command 'frobnicate 7'.*commands: plug N", start=n0, timeout=10)

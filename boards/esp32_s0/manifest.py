@@ -18,5 +18,6 @@ include("$(PORT_DIR)/boards/manifest.py")
 
 package("ocpp16", base_path="../../lib")
 module("app.py", base_path="../../firmware")
+module("crash.py", base_path="../../firmware")
 module("board.py")
 module("pins.py")

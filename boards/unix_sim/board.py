@@ -14,7 +14,7 @@ from time import ticks_ms, ticks_diff
 
 HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
         "pulses N COUNT | fault N CODE | clear N | cable N fixed/detachable | "
-        "lock N ok/fail | unlock N ok/fail | storage | heap | reboot | quit")
+        "lock N ok/fail | unlock N ok/fail | storage | heap | reboot | crash | quit")
 
 _METER_TICK_MS = 100
 # sim-hardware.json: per connector, what survives a power cut
@@ -208,6 +208,11 @@ class Board:
             elif c == "reboot" and len(w) == 1:
                 self.log("sim: reboot requested by the application")
                 self.app.cp.reboot()
+            elif c == "crash" and len(w) == 1:
+                # As a bug in the firmware would: main() opens the relays, counts it
+                # and restarts (crash handling in firmware/main.py).
+                self.log("sim: crash injected")
+                self.app.cp.fatal(RuntimeError("crash injected by the simulator"))
             elif c == "plug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = True

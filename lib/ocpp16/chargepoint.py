@@ -89,6 +89,7 @@ class ChargePoint:
         self._reset = None                    # (type, deadline) of a scheduled reset
         self._reconnect = False
         self._done = asyncio.Event()
+        self._fatal = None                    # what fatal() was given
         self.exit_code = 0
         self.connects = 0
         self.meter = Meter(board, state, log)
@@ -441,12 +442,28 @@ class ChargePoint:
                  % (gc.mem_alloc(), gc.mem_free(), len(self.journal), self.delivery.dropped))
         for t in tasks:
             t.cancel()
+        if self._fatal is not None:
+            for n in range(1, self.connectors + 1):
+                self.board.relay(n, False)
+            self.rpc.disconnected()
+            try:
+                await self.ws.close(1011)       # the central system learns it went down
+            except Exception:
+                pass
+            raise self._fatal
         await self.ws.close(1000)
         self.rpc.disconnected()
         return self.exit_code
 
     def quit(self, code=0):
         self.exit_code = code
+        self._done.set()
+
+    def fatal(self, e):
+        """A failure the charger must not run on with: run() opens every relay and raises
+        `e`; firmware/main.py records it and restarts (see its crash handling)."""
+        if self._fatal is None:
+            self._fatal = e
         self._done.set()
 
     def _sender(self):
