@@ -19,16 +19,18 @@ run: setup
 	@$(PY) tools/demo.py
 
 # Two pytest workers (pytest-xdist): the tests are independent (own ports, own state
-# directories), and most of their time is spent waiting on the simulator.
+# directories), and most of their time is spent waiting on the simulator.  A file goes to
+# one worker (loadfile): a device module runs as one MicroPython process, and two of them
+# would share its scratch directory.
 TEST_WORKERS ?= 2
 
 ## make test: the whole suite (device code runs on the MicroPython unix port)
 test: setup
-	@$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## make test-long: adds the long optional runs
 test-long: setup
-	@$(PY) -m pytest -n $(TEST_WORKERS) --run-slow $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --run-slow $(PYTEST_ARGS)
 
 ## make bench: allocation and throughput figures on the unix port
 bench: setup

@@ -23,6 +23,7 @@ import machine
 from machine import Pin
 import pins as _PINS
 from ocpp16 import store
+from ocpp16.health import Health
 
 STATE = "/state"
 # While this file exists the watchdog is not armed and boot.py skips Wi-Fi, so a REPL or
@@ -418,11 +419,13 @@ class Board:
             await asyncio.sleep_ms(_INPUT_MS)
             tick = tick + 1 if tick < 999 else 0
             self.scan_inputs(tick)
+            self.health.beat("inputs")
 
     async def _meter(self):
         while True:
             await asyncio.sleep_ms(_METER_MS)
             self.read_meters()
+            self.health.beat("meter")
 
     def _arm_watchdog(self):
         self._wdt = machine.WDT(timeout=self.wdt_ms)
@@ -452,10 +455,18 @@ class Board:
                 self.log("board: Wi-Fi start failed: %s" % e)
 
     async def _watchdog(self):
-        # Fed from a task: if the loop stalls or dies, the feeding stops and the chip resets.
+        # Fed only while every watched task (the board's inputs and meter, the charge
+        # point's ticker) has checked in: a task that died or hangs stops the feeding,
+        # and the chip resets.  A stalled loop stops it too.
         period = self.wdt_ms // 4
+        said = None
         while True:
-            self._wdt.feed()
+            late = self.health.late()
+            if late is None:
+                self._wdt.feed()
+            elif late != said:
+                self.log("board: task %s has not checked in: watchdog not fed" % late)
+            said = late
             await asyncio.sleep_ms(period)
 
     def _wifi_credentials(self):
@@ -495,6 +506,12 @@ class Board:
         """Start the board's tasks; `app` gets plugged/swiped/stop_pressed/fault/
         clear_fault events."""
         self.app = app
+        # The charge point's task register (its ticker checks in there too); a bare
+        # application (tests) gets one of its own.
+        cp = getattr(app, "cp", None)
+        self.health = getattr(cp, "health", None) or Health()
+        self.health.watch("inputs", _INPUT_MS * 20)
+        self.health.watch("meter", _METER_MS * 8)
         asyncio.create_task(self._inputs())
         asyncio.create_task(self._meter())
         for r in self.readers:

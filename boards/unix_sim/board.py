@@ -209,10 +209,11 @@ class Board:
                 self.log("sim: reboot requested by the application")
                 self.app.cp.reboot()
             elif c == "crash" and len(w) == 1:
-                # As a bug in the firmware would: main() opens the relays, counts it
-                # and restarts (crash handling in firmware/main.py).
+                # As a bug would: this task dies with an exception, which is fatal
+                # (ChargePoint.run's exception handler); main() opens the relays, counts
+                # the crash and restarts (firmware/crash.py).
                 self.log("sim: crash injected")
-                self.app.cp.fatal(RuntimeError("crash injected by the simulator"))
+                raise RuntimeError("crash injected by the simulator")
             elif c == "plug" and len(w) == 2:
                 n = self._conn(w[1])
                 self.plugged[n] = True

@@ -90,6 +90,8 @@ class ChargePoint:
         self._reconnect = False
         self._done = asyncio.Event()
         self._fatal = None                    # what fatal() was given
+        from ocpp16.health import Health
+        self.health = Health()                # tasks that check in, for the watchdog
         self.exit_code = 0
         self.connects = 0
         self.meter = Meter(board, state, log)
@@ -432,10 +434,15 @@ class ChargePoint:
         """Run until quit() or a reset; returns 0, or REBOOT when the charger must restart."""
         self.log("charge point %s starting, %d connector(s), firmware %s, boot #%d"
                  % (self.cfg.get("ChargePointId"), self.connectors, VERSION, self.timebase.boot))
+        # A task that dies with an exception (the board's too) is fatal: relays open,
+        # the crash is recorded and the charger restarts (firmware/crash.py).
+        asyncio.get_event_loop().set_exception_handler(self._task_died)
+        self.health.watch("ticker", _TICK_MS * 10)
         tasks = [asyncio.create_task(link.keep(self, "ticker", ChargePoint._ticker)),
                  asyncio.create_task(link.keep(self, "sender", link.sender)),
                  asyncio.create_task(link.keep(self, "link", link.link))]
         await self._done.wait()
+        asyncio.get_event_loop().set_exception_handler(None)
         import gc
         gc.collect()
         self.log("heap: %d bytes in use, %d free; journal %d records, %d dropped"
@@ -459,6 +466,14 @@ class ChargePoint:
         self.exit_code = code
         self._done.set()
 
+    def _task_died(self, loop, context):
+        e = context.get("exception")
+        self.log("task died: %s" % context.get("message", ""))
+        # asyncio keeps this dict: let go of the task and its traceback (they hold the
+        # whole charge point, which the next boot must not keep on the heap).
+        context["exception"] = context["future"] = None
+        self.fatal(e if isinstance(e, BaseException) else RuntimeError("a task died"))
+
     def fatal(self, e):
         """A failure the charger must not run on with: run() opens every relay and raises
         `e`; firmware/main.py records it and restarts (see its crash handling)."""
@@ -472,6 +487,7 @@ class ChargePoint:
     async def _ticker(self):
         while True:
             await asyncio.sleep_ms(_TICK_MS)
+            self.health.beat("ticker")
             self.rpc.tick()
             self.sessions.tick()
             self._apply_pending_availability()

@@ -626,3 +626,30 @@ async def test_board_normal_boot_arms_watchdog_at_once():
     finally:
         esp.MAINTENANCE = saved
         _flag(None)
+
+
+async def test_watchdog_not_fed_once_a_task_stops_checking_in():
+    # Issue "safe on the chip", part 2: the input task dies (a bug in a fault input); the
+    # watchdog is no longer fed, so the chip resets, instead of a closed relay with
+    # nothing watching the inputs.
+    machine.reset_stubs()
+    logs = []
+    b = esp.Board(pins=_Map(WDT_MS=400), log=logs.append)
+    b.start(_App())
+    wdt = machine.WDT.instances[0]
+    await asyncio.sleep_ms(500)
+    fed = wdt.feeds
+    assert fed >= 3
+    real = b.scan_inputs
+
+    def broken(tick=0):
+        raise OSError("input read failed")
+    b.scan_inputs = broken
+    await asyncio.sleep_ms(1500)            # inputs must check in every 1 s
+    stalled = wdt.feeds
+    await asyncio.sleep_ms(600)
+    assert wdt.feeds == stalled, (fed, stalled, wdt.feeds)
+    assert any("task inputs has not checked in" in s for s in logs), logs
+    b.scan_inputs = real
+    b.quit()
+    await b.wait_quit()

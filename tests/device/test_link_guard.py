@@ -107,3 +107,34 @@ async def test_a_dropped_link_now_and_then_costs_nothing():
         cp.delivery._waiting = False
         await cp.delivery.send_head()
     assert cp.journal.head()[3] == 0      # no failure counted yet
+
+
+async def test_a_task_that_dies_is_fatal_and_opens_the_relays():
+    # Issue "safe on the chip": a dead task (here one of the board's) ends run() with its
+    # exception after every relay is opened; main() then records it and restarts.
+    logs = []
+    cp = _cp(FakeWS(4096), logs)
+    cp.board.relays[1] = cp.board.relays[2] = True
+
+    async def dies():
+        await asyncio.sleep_ms(50)
+        raise ValueError("input task died")
+    asyncio.create_task(dies())
+    try:
+        await asyncio.wait_for_ms(cp.run(), 3000)
+        assert False, "run() went on"
+    except ValueError as e:
+        assert "input task died" in str(e)
+    assert cp.board.relays == [False, False, False]
+    assert any(x.startswith("task died") for x in logs), logs
+
+
+async def test_the_ticker_checks_in():
+    cp = _cp(FakeWS(4096), [])
+    cp.health.watch("ticker", 300)
+    t = asyncio.create_task(cp._ticker())
+    await asyncio.sleep_ms(700)
+    assert cp.health.late() is None
+    t.cancel()
+    await asyncio.sleep_ms(400)
+    assert cp.health.late() == "ticker"
