@@ -487,10 +487,12 @@ class ChargePoint:
     async def _ticker(self):
         while True:
             await asyncio.sleep_ms(_TICK_MS)
-            self.health.beat("ticker")
             self.rpc.tick()
             self.sessions.tick()
             self._apply_pending_availability()
+            # Checked in after the work: a ticker that fails there on every round (and is
+            # restarted by link.keep) stops feeding the watchdog.
+            self.health.beat("ticker")
             if self._reconnect and self.rpc.online:
                 self._reconnect = False
                 self.log("link: reconnecting to apply new credentials")
