@@ -21,9 +21,10 @@ from ocpp16.backoff import Backoff
 # The shared constants live in states.py (so sessions, handlers and the profiles need not
 # import this module for them); they stay reachable here for the application.
 from ocpp16.states import (VERSION, AVAILABLE, PREPARING, CHARGING,  # noqa: F401
-                           SUSPENDED_EVSE, SUSPENDED_EV, FINISHING, RESERVED, UNAVAILABLE, FAULTED, QUEUED, BUSY,
-                           NO_TRANSACTION, BAD_CONNECTOR, NOT_AVAILABLE, OFFLINE,
-                           STORAGE_FULL, ERROR_CODES, LINK_DOWN, LINK_CONNECTING, LINK_UP)
+                           SUSPENDED_EVSE, SUSPENDED_EV, FINISHING, RESERVED, UNAVAILABLE,
+                           FAULTED, QUEUED, BUSY, NO_TRANSACTION, BAD_CONNECTOR,
+                           NOT_AVAILABLE, OFFLINE, STORAGE_FULL, ERROR_CODES, LINK_DOWN,
+                           LINK_CONNECTING, LINK_UP)
 
 _TICK_MS = const(200)
 _SOFT_RESET_WAIT_MS = const(10000)  # a soft reset waits this long for the Stops to go out
