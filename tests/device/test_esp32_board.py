@@ -653,3 +653,46 @@ async def test_watchdog_not_fed_once_a_task_stops_checking_in():
     b.scan_inputs = real
     b.quit()
     await b.wait_quit()
+
+
+async def test_a_dead_board_task_opens_the_relay_and_stops_the_watchdog():
+    # Issue "safe on the chip", proof: the whole firmware on the esp32_s0 board (fakes):
+    # a transaction charges, then the input task dies.  run() ends with its exception
+    # after the relay opened (main() then records the crash and resets), and the
+    # watchdog is no longer fed.
+    from fakews import FakeWS
+    from fsutil import rmtree
+    from ocpp16 import config, store
+    from ocpp16.chargepoint import ChargePoint, QUEUED
+    from app import App
+    machine.reset_stubs()
+    d = "/tmp/mpocpp-test-esp32-dead"
+    rmtree(d)
+    store.makedirs(d)
+    b = esp.Board(pins=_Map(WDT_MS=400), state=d, log=lambda s: None)
+    cfg = config.Config(d + "/config.json", connectors=1, log=lambda s: None)
+    cp = ChargePoint(b, cfg, FakeWS(4096), d, log=lambda s: None)
+    cp.rpc.trace = False
+    Pin.pins[27].drive(0)                       # cable in
+    run = asyncio.create_task(App(cp, b, log=lambda s: None).run())
+    await asyncio.sleep_ms(400)
+    assert cp.start_transaction(1, "T") == QUEUED
+    assert b.relay_on[1] and Pin.pins[26].value() == 1
+    wdt = machine.WDT.instances[0]
+    fed = wdt.feeds
+    assert fed >= 2
+
+    def broken(tick=0):
+        raise OSError("input read failed")
+    b.scan_inputs = broken
+    try:
+        await asyncio.wait_for_ms(run, 3000)
+        assert False, "the firmware ran on with a dead input task"
+    except OSError as e:
+        assert "input read failed" in str(e)
+    assert not b.relay_on[1] and Pin.pins[26].value() == 0
+    await asyncio.sleep_ms(1200)                # the inputs' period (1 s) runs out
+    stalled = wdt.feeds
+    await asyncio.sleep_ms(600)
+    assert wdt.feeds == stalled
+    b.quit()
