@@ -283,6 +283,21 @@ class Board:
                 "serial": hexlify(machine.unique_id()).decode().upper(),
                 "meter_type": "S0 %d imp/kWh" % self.imp_per_kwh}
 
+    def wall(self):
+        """The chip's wall clock (the RTC that mbedTLS checks certificates against), as
+        Unix seconds.  It starts at 2000-01-01: ocpp16.wallclock sets it before TLS."""
+        from ocpp16.clock import days_from_civil
+        y, mo, d, _, h, mi, s, _ = machine.RTC().datetime()
+        return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+
+    def set_wall(self, t):
+        from ocpp16.clock import civil_from_days
+        days = t // 86400
+        y, mo, d = civil_from_days(days)
+        s = t % 86400
+        # weekday: 0 = Monday; 1970-01-01 was a Thursday
+        machine.RTC().datetime((y, mo, d, (days + 3) % 7, s // 3600, s // 60 % 60, s % 60, 0))
+
     def seconds(self):
         """Monotonic seconds since power-on (no wrap; says nothing about UTC)."""
         now = ticks_ms()

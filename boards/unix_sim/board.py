@@ -98,6 +98,28 @@ class Board:
         """Monotonic seconds since power-on: like an unset RTC, it says nothing about UTC."""
         return ticks_diff(ticks_ms(), self._t0) // 1000
 
+    def wall(self):
+        """The wall clock TLS checks certificates against (Unix seconds): the host's, or
+        a cold one (2000-01-01, as an ESP32 starts) under tests/mp/coldclock.c."""
+        import time
+        return int(time.time())
+
+    def set_wall(self, t):
+        """Set the wall clock.  The host's is not ours to set; under the cold-clock shim
+        its offset file is (MPOCPP_CLOCK_FILE)."""
+        path = os.getenv("MPOCPP_CLOCK_FILE")
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                off = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            off = 0
+        off += t - self.wall()          # before the file is opened for writing: the shim
+        with open(path, "w") as f:      # reads it on every clock reading
+            f.write("%d\n" % off)
+        self.log("sim: wall clock set")
+
     def energy_wh(self, n):
         """Energy register of connector n's meter, in Wh (never goes backwards)."""
         return self.pulses[n] * 1000 // self.imp_per_kwh

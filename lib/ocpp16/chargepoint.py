@@ -103,6 +103,8 @@ class ChargePoint:
                                        free=getattr(board, "flash_free", None),
                                        on_space=self._storage_event)
         self.cache = AuthCache(state + "/auth.json", log)
+        from ocpp16.wallclock import WallClock
+        self.wallclock = WallClock(board, state, cfg, log)
         self.tx = Transactions(self)
         self.sessions = Sessions(self)
         self.delivery = Delivery(self)
@@ -491,6 +493,7 @@ class ChargePoint:
             self.rpc.tick()
             self.sessions.tick()
             self._apply_pending_availability()
+            self.wallclock.tick()
             # Checked in after the work: a ticker that fails there on every round (and is
             # restarted by link.keep) stops feeding the watchdog.
             self.health.beat("ticker")

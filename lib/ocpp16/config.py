@@ -71,6 +71,8 @@ KEYS = {
     "CentralSystemUrl": (STR, R, "ws://127.0.0.1:9000/ocpp", 1, 256, 0),
     "ReconnectMinSeconds": (INT, RW, 2, 1, 3600, 0),
     "ReconnectMaxSeconds": (INT, RW, 120, 1, 86400, 0),
+    # The wall clock before TLS (wallclock.py): host or host:port, "" = none.
+    "NtpServer": (STR, RW, "pool.ntp.org", 0, 64, 0),
 }
 
 ACCEPTED = "Accepted"

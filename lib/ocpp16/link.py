@@ -50,6 +50,15 @@ async def link(cp):
         key = cp.cfg.get("AuthorizationKey") or None
         if not failed:
             cp.link_state = LINK_CONNECTING
+        if cp.ssl is not None and url.startswith("wss:") and not await cp.wallclock.sync():
+            # TLS against a clock at 2000-01-01 fails for every certificate: wait for a
+            # clock (NTP is asked again each round) rather than fail the handshake.
+            failed = True
+            cp.link_state = LINK_DOWN
+            delay = cp._backoff.next_ms()
+            cp.log("link: no wall clock yet; TLS waits, retry in %d ms" % delay)
+            await asyncio.sleep_ms(delay)
+            continue
         try:
             cp.log("link: connecting to %s as %s" % (url, cp_id))
             await ws.connect(url, cp_id, auth_key=key, ssl=cp.ssl,
@@ -149,6 +158,7 @@ def take_time(cp, p):
             if cp.clock.set(parse_iso(t)):
                 if first:
                     cp.timebase.clock_set()
+                cp.wallclock.set(cp.clock.now(), "currentTime")
                 return
         except ValueError:
             pass

@@ -696,3 +696,14 @@ async def test_a_dead_board_task_opens_the_relay_and_stops_the_watchdog():
     await asyncio.sleep_ms(600)
     assert wdt.feeds == stalled
     b.quit()
+
+
+def test_wall_clock_is_the_rtc():
+    # Issue "safe on the chip", part 1: what mbedTLS checks certificates against is the
+    # RTC; it starts at 2000-01-01 and ocpp16.wallclock sets it through the board.
+    from ocpp16.wallclock import VALID_FROM
+    b = _board()
+    assert b.wall() == 946684800 and b.wall() < VALID_FROM
+    b.set_wall(1764633600 + 3723)                  # 2025-12-02 01:02:03 UTC, a Tuesday
+    assert machine.RTC.sets[-1] == (2025, 12, 2, 1, 1, 2, 3, 0)
+    assert b.wall() == 1764633600 + 3723

@@ -159,8 +159,22 @@ class UART(io.IOBase):
 _Counter = Counter
 
 
+class RTC:
+    """The chip's real-time clock: starts at 2000-01-01 00:00:00, as an ESP32 does."""
+    now = (2000, 1, 1, 5, 0, 0, 0, 0)   # (y, m, d, weekday, h, min, s, subseconds)
+    sets = []
+
+    def datetime(self, dt=None):
+        if dt is None:
+            return RTC.now
+        RTC.now = tuple(dt)
+        RTC.sets.append(tuple(dt))
+
+
 def reset_stubs():
     """Forget every stub instance (call at the start of a test)."""
+    RTC.now = (2000, 1, 1, 5, 0, 0, 0, 0)
+    RTC.sets = []
     Pin.pins.clear()
     Pin.HARD_IRQ = False
     _Counter.units.clear()
