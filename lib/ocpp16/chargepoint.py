@@ -91,8 +91,10 @@ class ChargePoint:
         self._reconnect = False
         self._done = asyncio.Event()
         self._fatal = None                    # what fatal() was given
+        self._ticks = 0
         from ocpp16.health import Health
         self.health = Health()                # tasks that check in, for the watchdog
+        self.rpc.health = self.health
         self.exit_code = 0
         self.connects = 0
         self.meter = Meter(board, state, log)
@@ -503,8 +505,9 @@ class ChargePoint:
                 await self.ws.close(1000)
             if self._reset and ticks_diff(ticks_ms(), self._reset[1]) >= 0:
                 await self._do_reset()
-            if self.rpc.online and link.due(self):
-                self._wake.set()
+            if self.rpc.online and link.due(self) or not self._ticks % 10:
+                self._wake.set()        # (every 2 s anyway: the sender checks in)
+            self._ticks += 1
 
     def _apply_pending_availability(self):
         for i in range(self.connectors + 1):

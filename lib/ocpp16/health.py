@@ -28,6 +28,13 @@ class Health:
             i = len(self._names) - 1
         self._last[i] = ticks_ms()
 
+    def unwatch(self, name):
+        """`name` need not check in any more (it may block for as long as it likes)."""
+        if name in self._names:
+            i = self._names.index(name)
+            for lst in (self._names, self._period, self._last):
+                lst.pop(i)
+
     def beat(self, name):
         """Task `name` is alive (nothing happens for a name not watched)."""
         names = self._names

@@ -23,15 +23,25 @@ from ocpp16.states import VERSION, LINK_DOWN, LINK_CONNECTING, LINK_UP
 _BOOT_RETRY_DEFAULT = const(30)   # s, when the central system gives no interval
 _STABLE_MS = const(60000)         # a link up this long resets the reconnect backoff
 _RESTART_MS = const(1000)         # a long-lived task that failed starts over after this
+_GIVE_UP = const(5)               # failures in a row (each within _STEADY_MS) are fatal
+_STEADY_MS = const(60000)
 
 
 async def keep(cp, name, fn):
     # No task of the charge point may die unnoticed: a failure is logged with its
-    # traceback and the task starts over after a pause (never a tight loop).
+    # traceback and the task starts over after a pause (never a tight loop).  One that
+    # keeps failing is fatal (cp.fatal: relays open, crash recorded, restart).
+    fails = 0
     while True:
+        t0 = ticks_ms()
         try:
             await fn(cp)
         except Exception as e:
+            fails = fails + 1 if ticks_diff(ticks_ms(), t0) < _STEADY_MS else 1
+            if fails >= _GIVE_UP:
+                cp.log("task %s failed %d times in a row: fatal" % (name, fails))
+                cp.fatal(e)
+                return
             cp.log("task %s failed: %r; restarting it in %d ms" % (name, e, _RESTART_MS))
             sys.print_exception(e)
             if name == "link":
@@ -41,10 +51,25 @@ async def keep(cp, name, fn):
             await asyncio.sleep_ms(_RESTART_MS)
 
 
+def _watch_link(cp, up):
+    # The link task checks in at each step.  Down, a step is at most a backoff, a connect
+    # and an NTP query; up, it is the receiver, which hears a frame at least every
+    # ping interval (the pong) -- without pings it may be silent for hours, unwatched.
+    cfg = cp.cfg
+    h = cp.health
+    ping = cfg.get("WebSocketPingInterval")
+    if up and not ping:
+        h.unwatch("link")
+        return
+    s = (ping if up else cfg.get("ReconnectMaxSeconds")) + 2 * cfg.get("MessageTimeout")
+    h.watch("link", (s + 10) * 1000)
+
+
 async def link(cp):
     ws = cp.ws
     failed = False      # the last attempt failed: the charger is offline until one works
     while True:
+        _watch_link(cp, False)
         url = cp.cfg.get("CentralSystemUrl")
         cp_id = cp.cfg.get("ChargePointId")
         key = cp.cfg.get("AuthorizationKey") or None
@@ -79,6 +104,7 @@ async def link(cp):
         cp._wake.set()
         ka = asyncio.create_task(ws.keepalive(cp.cfg.get("WebSocketPingInterval"),
                                               cp.cfg.get("MessageTimeout")))
+        _watch_link(cp, True)
         try:
             await cp.rpc.serve()
         finally:
@@ -104,7 +130,11 @@ def due(cp):
 
 
 async def sender(cp):
+    # Checks in at every round; the ticker wakes it at least every 2 s, and a round is at
+    # most one CALL (MessageTimeout).
+    cp.health.watch("sender", (cp.cfg.get("MessageTimeout") + 10) * 1000)
     while True:
+        cp.health.beat("sender")
         if not cp.rpc.online:
             await cp._wake.wait()
             continue

@@ -217,6 +217,7 @@ class Rpc:
         self.dropped = False  # the last OFFLINE came from a link lost with the CALL out
         self._said_at = None  # ticks_ms of the last "ignored" line
         self._late = []       # [uniqueId, fn(outcome, payload), deadline or None]
+        self.health = None    # a health.Health the receiver checks in with
 
     # -- output ---------------------------------------------------------------------------
     def _trace(self, arrow, buf, n):
@@ -439,6 +440,8 @@ class Rpc:
                 mv = await ws.recv()
                 if mv is None:
                     break
+                if self.health:
+                    self.health.beat("link")    # the receiver is the link task's body
                 try:
                     # Answers to our CALLs, most of the traffic, end here without a coroutine.
                     work = self._take(mv)

@@ -138,3 +138,45 @@ async def test_the_ticker_checks_in():
     t.cancel()
     await asyncio.sleep_ms(400)
     assert cp.health.late() == "ticker"
+
+
+async def test_the_sender_and_the_link_check_in():
+    # Issue "safe on the chip", part 2: the sender checks in at every round (the ticker
+    # wakes it every 2 s), the receiver at every frame; a dead one stops the feeding.
+    cp = _cp(FakeWS(4096), [])                 # offline: the sender waits for the link
+    tk = asyncio.create_task(cp._ticker())
+    sd = asyncio.create_task(cp._sender())
+    await asyncio.sleep_ms(50)
+    cp.health.watch("sender", 3000)            # shorter than the real one, for the test
+    await asyncio.sleep_ms(3500)
+    assert cp.health.late() is None
+    sd.cancel()
+    await asyncio.sleep_ms(3300)
+    assert cp.health.late() == "sender"
+    tk.cancel()
+    # The receiver: a frame is a check-in of the link task.
+    cp.health.unwatch("sender")
+    cp.health.unwatch("ticker")
+    cp.health.watch("link", 100)
+    await asyncio.sleep_ms(150)
+    assert cp.health.late() == "link"
+    rx = asyncio.create_task(cp.rpc.serve())
+    cp.ws.feed('[3,"1",{}]')
+    await asyncio.sleep_ms(20)
+    assert cp.health.late() is None
+    cp.ws.drop()
+    await rx
+
+
+async def test_a_task_that_keeps_failing_is_fatal():
+    logs = []
+    cp = _cp(FakeWS(4096), logs)
+
+    async def always(cp):
+        raise ValueError("bug")
+    t = asyncio.create_task(link.keep(cp, "sender", always))
+    await asyncio.sleep_ms(3500)            # failed 4 times, 1 s apart: restarted
+    assert cp._fatal is None and not t.done()
+    await asyncio.sleep_ms(1200)            # the 5th failure
+    assert isinstance(cp._fatal, ValueError) and t.done(), (cp._fatal, logs)
+    assert any("task sender failed 5 times in a row: fatal" in x for x in logs), logs
