@@ -7,7 +7,6 @@ must set it before the handshake: from an NTP server on loopback, else from the 
 saved on flash; with neither, it says that TLS waits and does not connect.
 """
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mp.txlog import EnvSim, free_port
 from ocpp_steps import wait_calls
-from test_ws_tls import make_ca, make_server_cert
+from test_ws_tls import make_ca, make_server_cert, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM = ROOT / "tests" / "mp" / "coldclock.c"
@@ -75,12 +74,8 @@ class NtpServer:
 def _tls_csms(start_csms, tmp_path):
     ca_key, ca = make_ca("Test CSMS Root")
     key, cert = make_server_cert(ca_key, ca, ["localhost"])
-    (tmp_path / "srv.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (tmp_path / "srv.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    csms = start_csms("--tls-cert", str(tmp_path / "srv.pem"),
-                      "--tls-key", str(tmp_path / "srv.key"))
+    kp, cp = write_pem(tmp_path, "srv", key, cert)
+    csms = start_csms("--tls-cert", str(cp), "--tls-key", str(kp))
     return csms, ca
 
 

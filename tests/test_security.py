@@ -5,7 +5,7 @@ import json
 from cryptography.hazmat.primitives import serialization
 
 from ocpp_steps import wait_calls
-from test_ws_tls import make_ca, make_server_cert
+from test_ws_tls import make_ca, make_server_cert, write_pem
 
 KEY1 = "4f43415f4f4354545f61646d696e5f74657374"       # hex of OCA_OCTT_admin_test
 KEY2 = "6e65772d70617373776f72642d31323334"           # hex of new-password-1234
@@ -55,11 +55,8 @@ def test_wss_verifies_the_central_system(start_csms, start_sim, tmp_path):
     ca_key, ca = make_ca("Test CSMS Root")
     _, other = make_ca("Unrelated Root")
     key, cert = make_server_cert(ca_key, ca, ["localhost"])
-    (tmp_path / "srv.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (tmp_path / "srv.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    csms = start_csms("--tls-cert", str(tmp_path / "srv.pem"), "--tls-key", str(tmp_path / "srv.key"))
+    kp, cp = write_pem(tmp_path, "srv", key, cert)
+    csms = start_csms("--tls-cert", str(cp), "--tls-key", str(kp))
     url = csms.url.replace("127.0.0.1", "localhost")
     assert url.startswith("wss://")
     good = tmp_path / "good"

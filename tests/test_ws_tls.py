@@ -64,12 +64,18 @@ def make_server_cert(ca_key, ca_cert, names, ips=()):
     return key, cert
 
 
-def server_context(tmp, tag, key, cert):
+def write_pem(tmp, tag, key, cert):
+    """The server's key and certificate as PEM files <tag>.key, <tag>.pem in `tmp`."""
     kp, cp = tmp / (tag + ".key"), tmp / (tag + ".pem")
     kp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                      serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()))
     cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return kp, cp
+
+
+def server_context(tmp, tag, key, cert):
+    kp, cp = write_pem(tmp, tag, key, cert)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cp), str(kp))
     return ctx
