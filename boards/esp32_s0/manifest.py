@@ -16,8 +16,7 @@
 # needs asyncio.
 include("$(PORT_DIR)/boards/manifest.py")
 
-package("ocpp16", base_path="../../lib")
-module("app.py", base_path="../../firmware")
-module("crash.py", base_path="../../firmware")
+include("../../lib/manifest.py")
+include("../../firmware/manifest.py")
 module("board.py")
 module("pins.py")

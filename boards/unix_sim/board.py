@@ -275,6 +275,12 @@ class Board:
                          % (s["queued"], s["dropped_meter"], s["refused"], s["free"]))
             elif c == "heap" and len(w) == 1:
                 self.log("sim: heap " + heap_figures())
+            elif c == "heap" and w[1:] == ["map"]:
+                # The heap block by block (tools/bench/heapmap.py reads it).
+                import gc, micropython
+                gc.collect()
+                micropython.mem_info(1)
+                self.log("sim: heap map end")
             elif c == "pulses" and len(w) == 3:
                 n = self._conn(w[1])
                 self.pulses[n] += max(0, int(w[2]))

@@ -33,15 +33,15 @@ def makedirs(path):
 def atomic_write(path, data):
     """Replace `path` with `data` so that a power cut leaves old or new.
 
-    `data`: bytes-like, or a list of them (written in turn: no joined copy, which a
-    fragmented heap may not have room for)."""
+    `data`: bytes-like, or an iterable of them (a list, a generator: written in turn, no
+    joined copy, which a fragmented heap may not have room for)."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        if isinstance(data, list):
+        if isinstance(data, (bytes, bytearray, memoryview, str)):
+            f.write(data)
+        else:
             for d in data:
                 f.write(d)
-        else:
-            f.write(data)
         f.flush()
     if write_hook:
         write_hook(tmp)

@@ -32,6 +32,7 @@ the journal still knows (a lost or damaged `tx/seq` file must not make an old
 transactionId apply to a new transaction).
 """
 import json
+from array import array
 from micropython import const
 from ocpp16 import store, journal
 from ocpp16.jsonw import Writer
@@ -201,9 +202,12 @@ class Transactions:
         path = self._data(n)
         try:
             if store.append(path, memoryview(self._buf)[:w.n]) > _DATA_CAP:
-                lines = self._kept(n)
-                # Every other one, the newest kept (and the oldest gone when the count is odd).
-                store.atomic_write(path, lines[1 + (len(lines) & 1)::2])
+                # Every other one, the newest kept (and the oldest gone when the count is
+                # odd), copied line by line: the file is never all in RAM.
+                m = 0
+                for _ in self._lines(n):
+                    m += 1
+                store.atomic_write(path, self._every(n, 1 + (m & 1), 2))
                 tx["k"] = k * 2
                 self.log("tx: transactionData of local #%d thinned: every %d. sample kept"
                          % (tx["tx"], k * 2))
@@ -211,15 +215,14 @@ class Transactions:
             # Flash full: intermediate samples are the first thing to give up.
             self.log("tx: transactionData sample of local #%d not kept: %r" % (tx["tx"], e))
 
-    def _kept(self, n):
-        # The intact lines of tx/<n>.d, each with its newline: a torn last line (power
-        # cut) or a damaged one is left out, never allowed to make the StopTransaction
-        # invalid JSON.  Read line by line: a long queue fragments the heap.
-        out = []
+    def _lines(self, n, quiet=True):
+        # The intact lines of tx/<n>.d, one at a time, each with its newline: a torn last
+        # line (power cut) or a damaged one is left out, never allowed to make the
+        # StopTransaction invalid JSON.  One line in RAM at a time, however long the file.
         try:
             f = open(self._data(n), "rb")
         except OSError:
-            return out
+            return
         with f:
             while True:
                 line = f.readline()
@@ -230,25 +233,38 @@ class Transactions:
                         v = json.loads(line)
                         if isinstance(v, dict) and "timestamp" in v and \
                                 isinstance(v.get("sampledValue"), list):
-                            out.append(line)
+                            v = None
+                            yield line
                             continue
                     except ValueError:
                         pass
-                self.log("tx: damaged transactionData line in %s skipped" % self._data(n))
-        return out
+                if not quiet:
+                    self.log("tx: damaged transactionData line in %s skipped" % self._data(n))
 
-    @staticmethod
-    def _fit(lines, room):
+    def _every(self, n, first, step):
+        # Intact lines number first, first + step, ... (another pass over the file).
+        i = 0
+        for line in self._lines(n):
+            if i >= first and not (i - first) % step:
+                yield line
+            i += 1
+
+    def _fit(self, n, room):
         # Evenly spread lines (the newest kept) whose size, with each relative stamp as
-        # it will be once resolved, fits `room` bytes.
-        m = len(lines)
+        # it will be once resolved, fits `room` bytes: (first, step, count, of).  Only
+        # the lines' sizes are held (2 bytes each), not the lines.
+        sizes = array("H")
+        for line in self._lines(n, False):
+            sizes.append(len(line) + _STAMP_GROWTH * line.count(b'"~'))  # \n -> ,
+        m = len(sizes)
         for step in range(1, m + 1):
             size = 0
             for i in range(m - 1, -1, -step):
-                size += len(lines[i]) + _STAMP_GROWTH * lines[i].count(b'"~')  # \n -> ,
+                size += sizes[i]
             if size <= room:
-                return [lines[i] for i in range(m - 1 - (m - 1) // step * step, m, step)]
-        return []
+                first = m - 1 - (m - 1) // step * step
+                return first, step, (m - 1 - first) // step + 1, m
+        return 0, 1, 0, m
 
     # -- stop -----------------------------------------------------------------------------
     def end(self, n, reason, tag=None, meter_stop=None):
@@ -296,8 +312,8 @@ class Transactions:
             w.byte(34)
         cfg = self.cp.cfg
         measurands = cfg.csl("StopTxnSampledData")
-        lines = self._kept(n) if measurands or cfg.csl("StopTxnAlignedData") else ()
-        if measurands or lines:
+        if measurands or cfg.csl("StopTxnAlignedData"):
+            p0 = w.n
             w.raw(b',"transactionData":[')
             if measurands:
                 # Transaction.Begin (the register at start) and Transaction.End, always both.
@@ -313,22 +329,23 @@ class Transactions:
                 w.n = p
             else:
                 end = b""
-            if lines:
-                # What is left of the body after End and "]}", with the stamps outside
-                # transactionData and Begin's and End's resolved.
-                room = _BODY_SIZE - w.n - len(end) - 2 - (3 if measurands else 1) * _STAMP_GROWTH
-                fit = self._fit(lines, room)
-                if len(fit) < len(lines):
-                    self.log("tx: transactionData of local #%d: %d of %d intermediate samples "
-                             "fit the StopTransaction" % (tx["tx"], len(fit), len(lines)))
-                for x in fit:
-                    w.raw(memoryview(x)[:-1])   # without its newline
-                    w.byte(44)
+            # What is left of the body after End and "]}", with the stamps outside
+            # transactionData and Begin's and End's resolved.
+            first, step, count, m = self._fit(n, _BODY_SIZE - w.n - len(end) - 2 - (
+                3 if measurands else 1) * _STAMP_GROWTH)
+            if count < m:
+                self.log("tx: transactionData of local #%d: %d of %d intermediate samples "
+                         "fit the StopTransaction" % (tx["tx"], count, m))
+            for x in self._every(n, first, step) if count else ():
+                w.raw(memoryview(x)[:-1])   # without its newline
+                w.byte(44)
             if end:
                 w.raw(end)
             elif w.buf[w.n - 1] == 44:
                 w.n -= 1            # no End after the last sample: drop its comma
             w.byte(93)
+            if not (measurands or count):
+                w.n = p0            # nothing to send: no transactionData at all
         w.byte(125)
         self.cp.journal.append(journal.STOP, tx["tx"], memoryview(self._buf)[:w.n])
         self.log("tx: stopped local #%d on connector %d (%s), meterStop %d Wh"

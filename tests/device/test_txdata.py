@@ -68,7 +68,7 @@ def test_long_session_is_bounded_and_evenly_thinned():
         cp.tx.sample(1, mt.PERIODIC)
         assert len(store.read(_DIR + "/tx/1.d")) <= 4096     # _DATA_CAP
     assert cp.tx.active[1]["k"] >= 4
-    kept = [_energy(json.loads(x)) for x in cp.tx._kept(1)]
+    kept = [_energy(json.loads(x)) for x in cp.tx._lines(1)]
     steps = [b_ - a for a, b_ in zip(kept, kept[1:])]
     assert len(set(steps)) == 1, steps              # evenly spread over the session
     cp.tx.end(1, "Local")
