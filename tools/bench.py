@@ -1,22 +1,33 @@
 #!/usr/bin/env python3
-"""`make bench`: figures measured on the MicroPython unix port.
+"""`make bench`: figures measured on the MicroPython unix port, printed and written as JSON.
 
-- heap bytes allocated per steady-state message cycle (encode, send, receive the
-  CALLRESULT, dispatch), against tools/csms on loopback; target < 512 B per cycle;
-- and where they go: send (envelope, encode, mask, socket write), recv (websocket
-  receive of the CALLRESULT, the wait for it included), json (json.loads of it) and
-  rest (dispatch, waking the caller), from a step-by-step run;
-- a replay of 1,000 transactions queued offline (time, journal bytes, heap);
-- the firmware's heap after a charging session, code and objects apart.
+  tools/bench.py [--quick] [--json PATH] [--compare OLD.json] [--no-readme]
+
+- memory, for three builds side by side (32-bit frozen, 32-bit .mpy, 64-bit source):
+  idle heap, after a session, 50 and 1,000 transactions queued, the smallest heap for
+  the standard scenario, bytes per message cycle (tools/bench/figures.py); the README's
+  figures table is rewritten from them (between its `bench:memory` markers);
+- where a message cycle's bytes go (64-bit, step by step; tools/bench/alloc_cycle.py);
+- a replay of 1,000 transactions queued offline (tools/bench/replay.py).
+--quick: a 10 s session and a coarser bisection, for a look during development (the
+README is left alone).  The JSON (default bench.json) holds every figure, for
+--compare between commits.
 """
+import argparse
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools" / "bench"))
 from csmsctl import Csms  # noqa: E402
 from helpers import micropython, mp_env  # noqa: E402
+import figures  # noqa: E402
+
+BEGIN, END = "<!-- bench:memory -->", "<!-- /bench:memory -->"
 
 
 def alloc_cycle():
@@ -31,8 +42,7 @@ def alloc_cycle():
         print(p.stdout)
         raise SystemExit("bench: alloc_cycle failed")
     print("Steady-state message cycle (encode, mask, send, CALLRESULT, parse, dispatch),")
-    print("MicroPython %s unix port, 64-bit (GC blocks of 32 B; an ESP32 uses 16 B):"
-          % "1.25")
+    print("64-bit unix port, code from source (GC blocks of 32 B; 32-bit ports use 16 B):")
     print("  %-20s %12s %9s   %s" % ("message", "bytes/cycle", "us/cycle",
                                      "bytes: send + recv + json + rest"))
     worst = 0
@@ -42,15 +52,78 @@ def alloc_cycle():
         print("  %-20s %12d %9s   %4s + %4s + %4s + %4s"
               % (name, b, f["us_per_cycle"], f["send"], f["recv"], f["json"], f["rest"]))
     print("  target: < 512 bytes per cycle -> %s" % ("met" if worst < 512 else "NOT MET"))
+    return {name: {k: int(v) for k, v in f.items()} for name, f in rows}
+
+
+TARGETS = {"idle": 30 * 1024, "smallest": 48 * 1024, "q1000": 56 * 1024}
+
+
+def memory(quick):
+    print("Memory: gc.mem_alloc() after a collection; the standard scenario is boot, 2 "
+          "connectors x %d s\nof 1 s MeterValues (2 measurands, kept for the "
+          "StopTransaction), 50 transactions offline, replay." % (10 if quick else 60))
+    t0 = time.monotonic()
+    kw = {"session_s": 10, "probes": 3, "rounds": 2} if quick else {}
+    res = figures.memory(**kw)
+    print(figures.table(res))
+    fz = res["32-bit frozen"]
+    for k, t in TARGETS.items():
+        v = fz.get(k)
+        print("  target 32-bit frozen %-9s < %d KB: %s" % (
+            k, t // 1024, "-" if v is None else "%.1f KB, %s" % (
+                v / 1024, "met" if v < t else "NOT MET")))
+    print("  (%.0f s)" % (time.monotonic() - t0))
+    return res
+
+
+def readme(res):
+    path = ROOT / "README.md"
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        print("bench: README has no %s ... %s block; not updated" % (BEGIN, END))
+        return
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + BEGIN + "\n" + figures.table(res) + "\n" + END + tail)
+    print("bench: README.md figures table rewritten")
+
+
+def compare(old, new, path=()):
+    """Print every numeric figure that changed between two result files."""
+    if isinstance(new, dict):
+        for k, v in new.items():
+            if isinstance(old, dict) and k in old:
+                compare(old[k], v, path + (k,))
+    elif isinstance(new, (int, float)) and isinstance(old, (int, float)) and old != new:
+        print("  %-50s %10s -> %10s (%+.1f%%)" % ("/".join(path), old, new,
+                                                 100.0 * (new - old) / old if old else 0))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=str(ROOT / "bench.json"))
+    ap.add_argument("--compare")
+    ap.add_argument("--no-readme", action="store_true")
+    a = ap.parse_args()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    out = {"commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "quick": a.quick}
+    out["memory"] = memory(a.quick)
+    if not (a.quick or a.no_readme):
+        readme(out["memory"])
+    print()
+    out["cycle"] = alloc_cycle()
+    print()
+    from replay import replay  # noqa: E402
+    out["replay"] = replay()
+    Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+    print("\nbench: figures written to %s" % a.json)
+    if a.compare:
+        print("Changed since %s:" % a.compare)
+        compare(json.loads(Path(a.compare).read_text()), out)
 
 
 if __name__ == "__main__":
-    alloc_cycle()
-    # Transaction replay after an offline period: tools/bench/replay.py
-    sys.path.insert(0, str(ROOT / "tools" / "bench"))
-    from replay import replay  # noqa: E402
-    replay()
-    # Heap of the whole firmware after a session: tools/bench/session.py
-    print()
-    from session import session_heap  # noqa: E402
-    session_heap()
+    main()
