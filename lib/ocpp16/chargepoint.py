@@ -104,7 +104,7 @@ class ChargePoint:
                                        scratch=getattr(ws, "tx", None),  # idle at boot
                                        free=getattr(board, "flash_free", None),
                                        on_space=self._storage_event)
-        self.cache = AuthCache(state + "/auth.json", log)
+        self.cache = AuthCache(state + "/auth.bin", log)
         from ocpp16.wallclock import WallClock
         self.wallclock = WallClock(board, state, cfg, log)
         self.tx = Transactions(self)

@@ -137,14 +137,17 @@ def standard(env, heap=None, session_s=60, offline=50):
             sim.stop()
 
 
-def queued(env, n=1000):
+def queued(env, n=1000, heap=None):
     """Heap in use with n transactions queued offline (StartTransaction + StopTransaction
     each, never delivered)."""
+    env = dict(env)
+    if heap:
+        env["MPOCPP_HEAP"] = str(heap)
     with tempfile.TemporaryDirectory() as tmp, \
             Csms("--heartbeat", "3600", "--ping-interval", "0") as cs:
         cs.cmd("refuse 1000000")
         state = prepare_state(Path(tmp) / "state", CONFIG)
-        sim = EnvSim(cs.url, cp_id="QUEUE", state=state, env=dict(env))
+        sim = EnvSim(cs.url, cp_id="QUEUE", state=state, env=env)
         try:
             sim.wait_line("link: connect failed", timeout=60)
             sim.send("plug 1")
@@ -204,10 +207,11 @@ def memory(session_s=60, probes=6, rounds=3, log=print):
         def one(v):
             name, env, path, (lo, hi) = v
             t0 = time.monotonic()
-            f = standard(env, None, session_s)
+            # The figures in use, with a heap of the probes' upper end.
+            f = standard(env, hi, session_s)
             if f is None:
                 raise SystemExit("bench: the standard scenario failed on %s" % name)
-            f["q1000"] = queued(env)
+            f["q1000"] = queued(env, heap=2 * hi)
             f["cycle"] = alloc_cycle(env, path)
             log("  %s: measured (%.0f s), bisecting the smallest heap..."
                 % (name, time.monotonic() - t0))
