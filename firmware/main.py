@@ -74,8 +74,10 @@ def boot_once(opts):
     ssl = None
     if cfg.get("CentralSystemUrl").startswith("wss:"):
         ssl = tls_context(opts.get("ca", state + "/ca.der"), print)
-    # Transmit buffer sized for a full GetConfiguration answer (about 3.3 KB with every key).
-    cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=4096), state, ssl=ssl)
+    # Receive: the largest message taken in, and where answers are written (a full
+    # GetConfiguration answer is about 3.3 KB).  Transmit: our own CALLs only, the largest
+    # a StopTransaction with transactionData (1,536 B body, see transactions.py).
+    cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=2048), state, ssl=ssl)
     asyncio.new_event_loop()
     return asyncio.run(_run(App(cp, b), cp, state, int(opts.get("healthy-ms",
                                                                crash.HEALTHY_MS))))

@@ -34,3 +34,23 @@ def test_loose_values_are_rejected_and_accepted_ones_read_back_canonical(start_c
     assert _read(csms, "MeterValuesSampledData") == \
         "Energy.Active.Import.Register,Power.Active.Import"
     assert csms.invalid() == []
+
+
+def test_whole_table_answer_is_larger_than_the_transmit_buffer(start_csms, start_sim):
+    # The answer is written into the receive buffer (4 KB), not the 2 KB transmit one.
+    import json
+    csms, sim = booted(start_csms, start_sim)
+    r = csms.call("CP1", "GetConfiguration", {})
+    assert r["ok"], r
+    entries = r["result"]["configurationKey"]
+    assert len(json.dumps(r["result"], separators=(",", ":"))) > 2048
+    keys = [e["key"] for e in entries]
+    assert "AuthorizationKey" not in keys and "unknownKey" not in r["result"]
+    assert {"HeartbeatInterval", "NtpServer", "SupportedFeatureProfiles"} <= set(keys)
+    assert {"key": "NumberOfConnectors", "readonly": True, "value": "1"} in entries
+    r = csms.call("CP1", "GetConfiguration",
+                  {"key": ["HeartbeatInterval", "Nope", "AuthorizationKey"]})
+    assert r["ok"], r
+    assert [e["key"] for e in r["result"]["configurationKey"]] == ["HeartbeatInterval"]
+    assert r["result"]["unknownKey"] == ["Nope", "AuthorizationKey"]
+    assert csms.invalid() == []

@@ -202,15 +202,24 @@ class Config:
         """GetConfiguration: ([(key, readonly, value_str)], [unknown keys]); write-only keys hidden."""
         known = []
         unknown = []
+        for k, ro, v in self.each(names):
+            if ro is None:
+                unknown.append(k)
+            else:
+                known.append((k, ro, v))
+        return known, unknown
+
+    def each(self, names=None):
+        """The entries one at a time, (key, readonly, value_str), or (key, None, None) for
+        a name that is unknown; write-only keys are hidden (reported unknown when asked
+        for, rather than leaked)."""
         for k in (names if names else KEYS):
             spec = KEYS.get(k)
             if spec is None or spec[1] == W:
-                # A write-only key is reported as unknown rather than leaked.
                 if names:
-                    unknown.append(k)
+                    yield k, None, None
                 continue
-            known.append((k, spec[1] == R, _fmt(spec[0], self.get(k))))
-        return known, unknown
+            yield k, spec[1] == R, _fmt(spec[0], self.get(k))
 
     def describe(self, name):
         """A key's value for logs: secrets masked."""

@@ -65,11 +65,39 @@ def get_configuration(cp, p):
                 raise CallError("PropertyConstraintViolation", "key longer than 50")
         if len(keys) > cp.cfg.get("GetConfigurationMaxKeys"):
             raise CallError("OccurenceConstraintViolation", "too many keys")
-    known, unknown = cp.cfg.entries(keys or None)
-    out = {"configurationKey": [{"key": k, "readonly": ro, "value": v} for k, ro, v in known]}
-    if unknown:
-        out["unknownKey"] = unknown
-    return out
+    cfg = cp.cfg
+    keys = keys or None
+
+    def answer(w):
+        # Written straight into the answer buffer, key by key: a full answer is ~40
+        # entries, as dicts several KB of RAM for a moment.
+        w.raw(b'{"configurationKey":[')
+        sep = unknown = False
+        for k, ro, v in cfg.each(keys):
+            if ro is None:
+                unknown = True
+                continue
+            if sep:
+                w.byte(44)
+            sep = True
+            w.raw(b'{"key":')
+            w.str(k)
+            w.raw(b',"readonly":true,"value":' if ro else b',"readonly":false,"value":')
+            w.str(v)
+            w.byte(125)
+        w.byte(93)
+        if unknown:
+            w.raw(b',"unknownKey":[')
+            sep = False
+            for k, ro, _ in cfg.each(keys):
+                if ro is None:
+                    if sep:
+                        w.byte(44)
+                    sep = True
+                    w.str(k)
+            w.byte(93)
+        w.byte(125)
+    return answer
 
 
 def remote_start(cp, p):

@@ -191,7 +191,8 @@ class Rpc:
         not at all; or a binary stream to write them to."""
         self.ws = ws
         self.ctx = ctx
-        self.w = Writer(ws.tx)
+        self.w = Writer(ws.tx)          # our CALLs
+        self.wr = Writer(ws.reply)      # answers to the central system's (ws.reply)
         self.handlers = handlers
         self.log = log
         if trace is True:
@@ -231,9 +232,8 @@ class Rpc:
                 out.write(buf, 0, n)
             out.write(b"\n")
 
-    def _check(self):
-        # The frame in the transmit buffer is about to go out: never as invalid UTF-8.
-        w = self.w
+    def _check(self, w):
+        # The frame in `w` is about to go out: never as invalid UTF-8.
         bad = jsonvet.repair(w.buf, w.n)
         if bad:
             self.repaired += 1
@@ -241,9 +241,11 @@ class Rpc:
                      % bad)
 
     async def _send(self):
-        self._check()
-        self._trace(b">> ", self.w.buf, self.w.n)
-        await self.ws.send(self.w.n)
+        # An answer (wr), lock held.
+        w = self.wr
+        self._check(w)
+        self._trace(b">> ", w.buf, w.n)
+        await self.ws.send(w.n, 1, True)
 
     def call(self, action, encode, arg=None):
         """Send CALL `action` (bytes) with payload written by `encode(writer, arg)`.
@@ -298,7 +300,7 @@ class Rpc:
             self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
             self._answer.clear()
             self.dropped = False
-            self._check()
+            self._check(w)
             self._trace(b">> ", w.buf, w.n)
             try:
                 aw = self.ws.send(w.n)
@@ -389,7 +391,7 @@ class Rpc:
 
     def _answer_head(self, start, uid):
         # The start of an answer frame, `[3,"<uid>",` or `[4,"<uid>",`, lock held.
-        w = self.w
+        w = self.wr
         w.reset()
         w.raw(start)
         w.str(uid)
@@ -401,7 +403,10 @@ class Rpc:
         try:
             w = self._answer_head(b"[3,", uid)
             try:
-                w.value(payload)
+                if callable(payload):
+                    payload(w)          # a handler's own encoder (a long answer, no dicts)
+                else:
+                    w.value(payload)
                 w.raw(b"]")
             except (ValueError, TypeError):
                 too_big = True
@@ -412,7 +417,7 @@ class Rpc:
             self._lock.release()
         if too_big:
             # The answer does not fit the transmit buffer: say so rather than go silent.
-            self.log("rpc: answer to %s does not fit the transmit buffer" % uid)
+            self.log("rpc: answer to %s does not fit the answer buffer" % uid)
             await self._error(uid, "GenericError", "response too large for the charger")
 
     async def _error(self, uid, code, description=""):

@@ -250,6 +250,11 @@ class WebSocket:
         self._tv = memoryview(self._tb)
         #: where the caller writes the payload of the next message (tx_size bytes)
         self.tx = self._tv[TX_HEADROOM:]
+        #: where an answer to a received message is written (send(n, reply=True)): the
+        #: receive buffer, free from when the message has been parsed until the receiver
+        #: asks for the next one, which it does only once the answer is sent.  So the
+        #: transmit buffer need not hold the largest answer (a full GetConfiguration).
+        self.reply = self._rv[TX_HEADROOM:]
         self._cb = bytearray(TX_HEADROOM + _CTRL_MAX)  # outgoing ping / pong / close
         self._cv = memoryview(self._cb)
         self._hb = bytearray(10)  # incoming frame header
@@ -418,17 +423,24 @@ class WebSocket:
 
     # ---- sending
 
-    def send(self, n, opcode=1):
-        """Send tx[0:n] as one frame (1 = text, 2 = binary).  Masks tx in place, so the
-        content is gone afterwards.  Returns an awaitable: `await ws.send(n)`, and await
-        it before writing the next message into tx.  Allocates nothing when the socket
-        takes the frame at once.  Raises OSError when the connection is down."""
-        if n > len(self.tx):
+    def send(self, n, opcode=1, reply=False):
+        """Send tx[0:n] (reply: reply[0:n]) as one frame (1 = text, 2 = binary).  Masks
+        the buffer in place, so the content is gone afterwards.  Returns an awaitable:
+        `await ws.send(n)`, and await it before writing the next message into tx.
+        Allocates nothing when the socket takes the frame at once.  Raises OSError when
+        the connection is down."""
+        if reply:           # (no tuple: this path allocates nothing)
+            b = self._rb
+            mv = self._rv
+        else:
+            b = self._tb
+            mv = self._tv
+        if n > len(b) - TX_HEADROOM:
             raise ValueError
-        i = _frame(self._tb, opcode, n)
+        i = _frame(b, opcode, n)
         if self._busy or self._lock.locked():
-            return self._queued(self._tv, i, TX_HEADROOM + n)
-        return self._put(self._tv, i, TX_HEADROOM + n)
+            return self._queued(mv, i, TX_HEADROOM + n)
+        return self._put(mv, i, TX_HEADROOM + n)
 
     def _put(self, mv, i, j):
         # Called with no other frame in flight.  Hand the socket the whole frame; if it

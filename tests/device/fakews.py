@@ -3,9 +3,11 @@ import asyncio
 
 
 class FakeWS:
-    def __init__(self, tx_size=2048):
+    def __init__(self, tx_size=2048, rx_size=4096):
         self._txb = bytearray(tx_size)
         self.tx = memoryview(self._txb)
+        self._rxb = bytearray(rx_size)
+        self.reply = memoryview(self._rxb)
         self.sent = []            # frames the charger sent, as bytes
         self._in = []             # frames queued for recv()
         self._flag = asyncio.ThreadSafeFlag()
@@ -13,10 +15,10 @@ class FakeWS:
         self.close_code = None
         self.opcode = 1           # of the message recv() returned last
 
-    async def send(self, n, opcode=1):
+    async def send(self, n, opcode=1, reply=False):
         if self.closed:
             raise OSError(32)
-        self.sent.append(bytes(self._txb[:n]))
+        self.sent.append(bytes((self._rxb if reply else self._txb)[:n]))
 
     def feed(self, frame, opcode=1):
         self._in.append((frame if isinstance(frame, (bytes, bytearray)) else frame.encode(),

@@ -150,7 +150,7 @@ async def test_error_codes_for_bad_input():
 async def test_answer_too_big_becomes_callerror():
     def huge(ctx, p):
         return {"data": "x" * 5000}
-    ws = FakeWS(tx_size=1024)
+    ws = FakeWS(tx_size=1024, rx_size=1024)
     r = rpc.Rpc(ws, {"Big": huge}, log=lambda s: None, trace=False)
     r.connected()
     assert await r.handle(memoryview(bytearray(b'[2,"q","Big",{}]')))
