@@ -35,6 +35,13 @@ def _log(msg):
     print(msg)
 
 
+_CORE = (("ChangeAvailability", "change_availability"),
+         ("ChangeConfiguration", "change_configuration"), ("ClearCache", "clear_cache"),
+         ("DataTransfer", "data_transfer"), ("GetConfiguration", "get_configuration"),
+         ("RemoteStartTransaction", "remote_start"), ("RemoteStopTransaction", "remote_stop"),
+         ("Reset", "reset"), ("UnlockConnector", "unlock"))
+
+
 class ChargePoint:
     """An OCPP 1.6J charge point bound to a board, a configuration and a websocket."""
 
@@ -45,7 +52,6 @@ class ChargePoint:
         from ocpp16.transactions import Transactions
         from ocpp16.sessions import Sessions
         from ocpp16.delivery import Delivery
-        from ocpp16.handlers import HANDLERS
         self.board = board
         self.cfg = cfg
         self.ws = ws
@@ -58,7 +64,9 @@ class ChargePoint:
         self.on_storage = None              # fn(event, detail): flash short, see storage()
         self.clock = Clock(board.seconds)
         self.timebase = TimeBase(state, self.clock, board.seconds, log)
-        self.rpc = rpc.Rpc(ws, dict(HANDLERS), log=log, ctx=self,
+        # Core operations: handlers.py is imported at the first CALL from the central
+        # system (rpc resolves a ("module", "function") entry on first use).
+        self.rpc = rpc.Rpc(ws, {a: ("ocpp16.handlers", f) for a, f in _CORE}, log=log, ctx=self,
                            timeout_ms=cfg.get("MessageTimeout") * 1000)
         n = cfg.get("NumberOfConnectors")
         self.connectors = n

@@ -1,4 +1,7 @@
-"""Core profile operations the central system calls: action -> handler(cp, payload).
+"""Core profile operations the central system calls: handler(cp, payload) -> answer.
+
+The table (action -> function name) is chargepoint._CORE; this module is imported at
+the first CALL from the central system.
 
 Handlers answer at once and never await a CALL of their own (the receiver delivers those
 answers); work that needs the link is queued for the sender.
@@ -152,16 +155,3 @@ def unlock(cp, p):
     # A socket: the transaction ends first (relay open), then the lock is released.
     cp.sessions.stop(n, "UnlockCommand")
     return {"status": "Unlocked" if b.unlock(n) else "UnlockFailed"}
-
-
-HANDLERS = {
-    "ChangeAvailability": change_availability,
-    "ChangeConfiguration": change_configuration,
-    "ClearCache": clear_cache,
-    "DataTransfer": data_transfer,
-    "GetConfiguration": get_configuration,
-    "RemoteStartTransaction": remote_start,
-    "RemoteStopTransaction": remote_stop,
-    "Reset": reset,
-    "UnlockConnector": unlock,
-}

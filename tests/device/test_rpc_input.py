@@ -200,9 +200,9 @@ async def test_a_uniqueid_with_a_lone_surrogate_is_not_answered():
 
 
 async def test_extra_fields_and_long_strings_are_refused():
-    from ocpp16 import handlers
+    from ocpp16.chargepoint import _CORE
     ws, r, logs = _mk()
-    r.handlers = dict(handlers.HANDLERS)
+    r.handlers = {a: ("ocpp16.handlers", f) for a, f in _CORE}
     r.ctx = None
     t = asyncio.create_task(r.serve())
     for f in ('[2,"x1","ClearCache",{"x":1}]', '[2,"x2","Reset",{"type":"Soft","connectorId":true}]',

@@ -162,7 +162,7 @@ def queued(env, n=1000, heap=None):
             sim.stop()
 
 
-def smallest(env, lo, hi, session_s=60, probes=6, rounds=3, log=print):
+def smallest(env, lo, hi, session_s=60, probes=6, rounds=3, log=print, name=""):
     """Smallest heap (bytes, to a few hundred) at which `standard` completes, by rounds of
     `probes` parallel trials; None when even `hi` fails."""
     if standard(env, hi, session_s) is None:
@@ -172,8 +172,8 @@ def smallest(env, lo, hi, session_s=60, probes=6, rounds=3, log=print):
             step = (hi - lo) / (probes + 1)
             sizes = [int(lo + step * (k + 1)) // 64 * 64 for k in range(probes)]
             ok = list(pool.map(lambda h: standard(env, h, session_s) is not None, sizes))
-            log("    probes %s" % " ".join("%d%s" % (h // 1024, "+" if g else "-")
-                                          for h, g in zip(sizes, ok)))
+            log("    %s probes %s" % (name, " ".join("%d%s" % (h // 1024, "+" if g else "-")
+                                              for h, g in zip(sizes, ok))))
             good = [h for h, g in zip(sizes, ok) if g]
             if good:
                 hi = min(good)
@@ -215,7 +215,8 @@ def memory(session_s=60, probes=6, rounds=3, log=print):
             f["cycle"] = alloc_cycle(env, path)
             log("  %s: measured (%.0f s), bisecting the smallest heap..."
                 % (name, time.monotonic() - t0))
-            f["smallest"] = smallest(env, lo, hi, session_s, probes, rounds, log=log)
+            f["smallest"] = smallest(env, lo, hi, session_s, probes, rounds, log=log,
+                                     name=name)
             return name, f
 
         with ThreadPoolExecutor(len(vs)) as pool:
