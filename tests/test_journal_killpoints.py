@@ -9,7 +9,13 @@ then opens the journal as a reboot would.  For every N we check:
 - at most one record is new (the append in flight) and it is complete;
 - attempts and txids are those acknowledged (or one step further for the op in flight);
 - at most one torn record is reported (corrupt), and only when an append was cut;
-- the queue is in seq order, a second boot reports nothing new, new seqs are fresh.
+- the queue is in seq order, a second boot reports nothing new, new seqs are fresh;
+- tx/ holds a file exactly for the transactionIds beyond 32 bits (the others live in
+  the transactionId log), so nothing a previous version left there outlives its use.
+
+The `legacy` sweeps start from a state directory as the previous version left it
+(transactionIds as tx/<tx> files): the first open migrates them into the log, cut at
+every step like the rest.
 
 Two flavours: `posix` (a directory; the kill points are the journal's own write steps,
 including the middle of a record) and `lfs` (a littlefs image on a file-backed block
@@ -114,7 +120,10 @@ def _verify(model, out, max_corrupt=1, tag=""):
     assert corrupt <= max_corrupt, ctx
     if corrupt and max_corrupt == 1:
         assert op == "append", "corrupt record without an append in flight " + ctx
-    # txid map.
+    # txid map; files only for values the 32-bit log cannot hold.
+    files = next(x[1:] for x in w if x[0] == "TXF")
+    assert sorted(files) == sorted(str(t) for t, v in tmap.items()
+                                   if not -2 ** 31 <= v < 2 ** 31), "tx/ %s %s" % (files, ctx)
     for tx, v in model.txid.items():
         if op in ("txid", "forget") and int(fl[1]) == tx:
             continue
@@ -127,12 +136,15 @@ def _verify(model, out, max_corrupt=1, tag=""):
     assert probe > max(list(model.acked) + seqs + [0]), ctx
 
 
-def _one(mode, tmp, seed, nops, n, tear=False, kill2=0):
-    state = tmp / ("%s-%d-%d-%d%s" % (mode, seed, n, kill2, "t" if tear else ""))
-    args = [mode, state, "run", n, seed, nops] + (["tear"] if tear else [])
+def _one(mode, tmp, seed, nops, n, tear=False, kill2=0, legacy=False):
+    state = tmp / ("%s-%d-%d-%d%s%s" % (mode, seed, n, kill2, "t" if tear else "",
+                                       "l" if legacy else ""))
+    args = ([mode, state, "run", n, seed, nops] + (["tear"] if tear else [])
+            + (["legacy"] if legacy else []))
     rc, out = _mp(*args)
     model = Model(out)
-    tag = "mode=%s seed=%d nops=%d kill=%d tear=%s kill2=%d rc=%d" % (mode, seed, nops, n, tear, kill2, rc)
+    tag = "mode=%s seed=%d nops=%d kill=%d tear=%s kill2=%d legacy=%s rc=%d" % (
+        mode, seed, nops, n, tear, kill2, legacy, rc)
     assert rc == -9, "not killed: " + tag + "\n" + out[-2000:]
     max_corrupt = 1
     cut = False
@@ -149,22 +161,23 @@ def _one(mode, tmp, seed, nops, n, tear=False, kill2=0):
     return cut
 
 
-def _steps(mode, tmp, seed, nops):
-    rc, out = _mp(mode, tmp / ("dry-%s-%d" % (mode, seed)), "run", 0, seed, nops)
+def _steps(mode, tmp, seed, nops, legacy=False):
+    rc, out = _mp(mode, tmp / ("dry-%s-%d%s" % (mode, seed, "l" if legacy else "")), "run", 0,
+                  seed, nops, *(["legacy"] if legacy else []))
     assert rc == 0, out[-2000:]
     m = Model(out)
     assert m.steps and len(m.acked) > 10
     return m.steps
 
 
-def _sweep(tmp, mode, seed, nops, points=None, tear=False, kill2=None):
-    total = _steps(mode, tmp, seed, nops)
+def _sweep(tmp, mode, seed, nops, points=None, tear=False, kill2=None, legacy=False):
+    total = _steps(mode, tmp, seed, nops, legacy)
     ns = points(total) if points else range(1, total + 1)
     jobs = []
     with ThreadPoolExecutor(WORKERS) as ex:
         for n in ns:
             k2 = kill2(n) if kill2 else 0
-            jobs.append(ex.submit(_one, mode, tmp, seed, nops, n, tear, k2))
+            jobs.append(ex.submit(_one, mode, tmp, seed, nops, n, tear, k2, legacy))
         cuts = sum(f.result() for f in jobs)
     return total, len(jobs), cuts
 
@@ -180,6 +193,19 @@ def test_killpoints_littlefs(tmp_path):
         return sorted(set(list(range(1, 41)) + list(range(41, total + 1, 7))))
     total, n, _ = _sweep(tmp_path, "lfs", 2, 40, points)
     assert n >= 50, (total, n)
+
+
+def test_killpoints_legacy_posix(tmp_path):
+    # Migration of a previous version's tx/ files, then the run; every step cut.
+    total, n, _ = _sweep(tmp_path, "posix", 9, 50, legacy=True)
+    assert n >= 80, (total, n)
+
+
+def test_killpoints_legacy_littlefs(tmp_path):
+    def points(total):
+        return sorted(set(list(range(1, 61)) + list(range(61, total + 1, 9))))
+    total, n, _ = _sweep(tmp_path, "lfs", 10, 40, points, legacy=True)
+    assert n >= 60, (total, n)
 
 
 @pytest.mark.slow
@@ -201,4 +227,8 @@ def test_killpoints_double_fault(tmp_path):
     assert cuts >= 10, cuts         # only cuts that left something to repair give work
     _, _, cuts = _sweep(tmp_path, "lfs", 8, 50, points=lambda t: range(1, t + 1, 3),
                         kill2=lambda n: 1 + n % 4)
+    assert cuts >= 5, cuts
+    # ... and during the migration of a previous version's tx/ files.
+    _, _, cuts = _sweep(tmp_path, "posix", 11, 30, points=lambda t: range(1, min(t, 40) + 1),
+                        kill2=lambda n: 1 + n % 4, legacy=True)
     assert cuts >= 5, cuts

@@ -8,7 +8,9 @@
   the standard scenario, bytes per message cycle (tools/bench/figures.py); the README's
   figures table is rewritten from them (between its `bench:memory` markers);
 - where a message cycle's bytes go (64-bit, step by step; tools/bench/alloc_cycle.py);
-- a replay of 1,000 transactions queued offline (tools/bench/replay.py).
+- a replay of 1,000 transactions queued offline (tools/bench/replay.py), and the same
+  work done by the `ocpp` package's ChargePoint on CPython against the same central
+  system: rate and CPU per call side by side (tools/bench/peer.py).
 --quick: a 10 s session and a coarser bisection, for a look during development (the
 README is left alone).  The JSON (default bench.json) holds every figure, for
 --compare between commits.
@@ -117,7 +119,11 @@ def main():
     out["cycle"] = alloc_cycle()
     print()
     from replay import replay  # noqa: E402
+    from peer import compare  # noqa: E402
     out["replay"] = replay()
+    print()
+    # The same work done by the usual Python choice, the ocpp package on CPython.
+    out["peer"] = compare(firmware=out["replay"])
     Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     print("\nbench: figures written to %s" % a.json)
     if a.compare:

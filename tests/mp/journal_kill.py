@@ -1,6 +1,6 @@
 # Power-cut driver for the journal (run by tests/test_journal_killpoints.py).
 #
-#   micropython journal_kill.py MODE STATE run KILL SEED NOPS [tear]
+#   micropython journal_kill.py MODE STATE run KILL SEED NOPS [tear] [legacy]
 #   micropython journal_kill.py MODE STATE check [KILL]   (with KILL: only the
 #                                                          recovery, cut at step KILL)
 #
@@ -18,8 +18,16 @@
 # (failed), txid updates, give-ups and re-opens, printing one line before ("B ...")
 # and one after each operation, so the host knows what had returned before the cut:
 #   A seq kind tx flags len crc | R seq | F seq attempts | X tx txid | G tx | O
+# The run starts with a fixed sequence of transactionId updates (TXOPS), and every fifth
+# transaction's transactionId goes beyond 32 bits and back (such values are kept in a
+# tx/<tx> file, not in the transactionId log).  The log is rewritten past 24 bytes (not
+# 96), so that its appends, rewrites (tmp + rename) and truncations all come up in a
+# short run.  With `legacy` the state starts as the previous version left it:
+# transactionIds as tx/<tx> files (migrated into the log by the first open, which is
+# cut like any other step), forgotten one by one during the run.
 # `check` opens the journal as a reboot would and prints what it finds:
-#   C corrupt unknown | Q seq kind tx attempts flags len crc | T tx txid | P seq | C2 ...
+#   C corrupt unknown | Q seq kind tx attempts flags len crc | T tx txid |
+#   TXF names in tx/ | P seq | C2 ...
 import os
 import sys
 import vfs
@@ -35,6 +43,7 @@ SEG = 1024
 steps = 0
 kill_at = 0
 tear = False
+journal.txlog_max = 24      # the transactionId log rewritten often: more kinds of step
 
 
 def tick():
@@ -136,9 +145,59 @@ def body(r, i):
     return b
 
 
-def run(mode, state, seed, nops):
+# Mappings a previous version left as files (tx -> decimal text), and a leftover .tmp.
+LEGACY = {190: b"5190", 191: b"-1", 192: b"%d" % (1 << 40), 193: b"2147483647",
+          194: b"-2147483648", 195: b"7"}
+
+
+def txids_of(t):
+    # The values set in turn before the START goes: mostly one 32-bit value; every fifth
+    # transaction also crosses between the log and a file (as no central system would).
+    if t % 10 == 0:
+        return (1000 + t, (1 << 33) + t)
+    if t % 10 == 5:
+        return ((1 << 33) + t, 1000 + t)
+    return (1000 + t,)
+
+
+def legacy_state(root):
+    global kill_at, steps
+    k = kill_at
+    kill_at = 0                     # the previous version's writes are not cut
+    store.makedirs(root + "/tx")
+    for t in LEGACY:
+        with open("%s/tx/%d" % (root, t), "wb") as f:
+            f.write(LEGACY[t])
+    with open(root + "/tx/196.tmp", "wb") as f:
+        f.write(b"12")
+    steps = 0
+    kill_at = k
+    for t in LEGACY:
+        out("X", t, int(LEGACY[t]))
+
+
+# transactionId log steps before the random part: appends, a rewrite with live entries,
+# a value beyond 32 bits (file) and back, forgets down to an empty log (truncation).
+TXOPS = ((150, 1), (151, 2), (150, None), (152, -1), (153, 1 << 36), (151, None),
+         (150, 5), (153, 9), (152, None), (153, 1 << 37), (153, None), (150, None),
+         (154, 7), (154, None))
+
+
+def run(mode, state, seed, nops, legacy=False):
     root = setup(mode, state, True)
+    if legacy:
+        legacy_state(root)
+    old = sorted(LEGACY) if legacy else []
     j = journal.Journal(root, log=quiet, seg_size=SEG)
+    for t, v in TXOPS:
+        if v is None:
+            out("B", "forget", t)
+            j.forget(t)
+            out("G", t)
+        else:
+            out("B", "txid", t, v)
+            j.set_txid(t, v)
+            out("X", t, v)
     r = Rand(seed)
     tx = 0
     open_tx = []
@@ -165,13 +224,19 @@ def run(mode, state, seed, nops):
         elif op < 80:
             seq, kind, t, att, flags = h
             if kind == START:
-                out("B", "txid", t, 1000 + t)
-                j.set_txid(t, 1000 + t)         # before the START goes
-                out("X", t, 1000 + t)
+                for v in txids_of(t):
+                    out("B", "txid", t, v)
+                    j.set_txid(t, v)            # before the START goes
+                    out("X", t, v)
             out("B", "remove", seq)
             j.remove(seq)
             out("R", seq)
             if kind == STOP:
+                out("B", "forget", t)
+                j.forget(t)
+                out("G", t)
+            if old and i % 3 == 0:
+                t = old.pop(0)
                 out("B", "forget", t)
                 j.forget(t)
                 out("G", t)
@@ -215,6 +280,7 @@ def check(mode, state):
         v = j.txid(t)
         if v is not None:
             out("T", t, v)
+    out("TXF", *sorted(os.listdir(root + "/tx")))
     first = [r for r in j.records()]
     # A second boot finds the same queue and nothing more to report.
     j2 = journal.Journal(root, log=quiet, seg_size=SEG)
@@ -232,8 +298,8 @@ def main():
     a = sys.argv[4:]
     if cmd == "run":
         kill_at = int(a[0])
-        tear = len(a) > 3 and a[3] == "tear"
-        run(mode, state, int(a[1]), int(a[2]))
+        tear = "tear" in a[3:]
+        run(mode, state, int(a[1]), int(a[2]), "legacy" in a[3:])
     else:
         kill_at = int(a[0]) if a else 0
         check(mode, state)
