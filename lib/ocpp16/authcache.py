@@ -129,11 +129,11 @@ class AuthCache:
         b[37] = len(pb)
         b[38:38 + len(pb)] = pb
         b[0] = _check(b)
+        # Not flushed: a cache entry lost to a power cut is only a cache miss.
         mode = "r+b" if store.exists(self.path) else "wb"
         with open(self.path, mode) as f:
             f.seek(slot * _REC)
             f.write(b)
-            f.flush()
         if store.write_hook:
             store.write_hook(self.path)
 
