@@ -13,6 +13,7 @@ safe mode.
 - A boot that is registered (BootNotification Accepted) and keeps running for
   HEALTHY_MS resets the count: the next restart is a normal one.
 """
+import os
 import sys
 import json
 import asyncio
@@ -34,6 +35,17 @@ def count(state):
         return 1, "crash record unreadable"
 
 
+def _from(path, pos):
+    buf = bytearray(128)
+    with open(path, "rb") as f:
+        f.seek(pos)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+
+
 def record(state, e, log=print):
     """Count crash `e` and append its traceback to `<state>/crash.log`."""
     n = count(state)[0] + 1
@@ -41,9 +53,14 @@ def record(state, e, log=print):
     try:
         store.atomic_write(state + "/crashes", json.dumps({"n": n, "last": reason}))
         path = state + "/crash.log"
-        old = store.read(path) or b""
-        if len(old) > LOG_MAX // 2:
-            store.atomic_write(path, old[-(LOG_MAX // 2):])    # keep the newest half
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            size = 0
+        if size > LOG_MAX // 2:
+            # Keep the newest half, copied in small pieces: a crash may come with the
+            # heap full or fragmented.
+            store.atomic_write(path, _from(path, size - LOG_MAX // 2))
         with open(path, "a") as f:
             f.write("---- crash %d in a row\n" % n)
             sys.print_exception(e, f)
