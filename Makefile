@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs is set up by these targets on first use:
 # a Python venv (.venv) and the MicroPython unix port (cached in ~/.cache/mpocpp).
-.PHONY: run test test-long bench setup micropython clean deploy
+.PHONY: run test test-long bench setup micropython frozen clean deploy
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,6 +13,11 @@ $(VENV)/.requirements.stamp: tools/requirements.txt
 
 micropython:
 	@echo "[make] MicroPython unix port: $$(tools/micropython | tail -n1)"
+
+## make frozen: the 32-bit unix port with lib/, firmware/ and the simulated board frozen
+## in (what make bench measures; tools/sim runs it: MICROPYTHON=<its path> tools/sim ...)
+frozen: setup
+	@echo "[make] frozen 32-bit unix port: $$(tools/build-frozen | tail -n1)"
 
 ## make run: a simulated charger against the development central system, scripted session
 run: setup
@@ -32,7 +37,8 @@ test: setup
 test-long: setup
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --run-slow $(PYTEST_ARGS)
 
-## make bench: allocation and throughput figures on the unix port
+## make bench: memory (32-bit frozen, 32-bit .mpy, 64-bit source), allocation and
+## throughput figures; writes bench.json and the README's figures table
 bench: setup
 	@$(PY) tools/bench.py
 
