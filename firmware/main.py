@@ -57,6 +57,11 @@ def boot_once(opts):
     if getattr(os, "getenv", lambda k: None)("MPOCPP_KILL_AFTER_WRITES") is not None:
         import powercut     # simulator only (boards/unix_sim): tests/test_powercut.py
         powercut.install(store)
+    # The code first, while the heap is whole (compiling a .py or loading a .mpy needs
+    # large blocks for a moment).
+    from ocpp16.ws import WebSocket
+    from ocpp16.chargepoint import ChargePoint
+    from app import App
     state = opts.get("state", getattr(board, "STATE", "state"))
     opts["state"] = state
     store.makedirs(state)
@@ -70,12 +75,7 @@ def boot_once(opts):
         cfg.put("ChargePointId", opts["id"])
     ssl = None
     if cfg.get("CentralSystemUrl").startswith("wss:"):
-        # Before the bulk of the code is imported: the TLS context is one large block
-        # (about 40 KB on the 64-bit unix port), found while the heap is still whole.
         ssl = tls_context(opts.get("ca", state + "/ca.der"), print)
-    from ocpp16.ws import WebSocket
-    from ocpp16.chargepoint import ChargePoint
-    from app import App
     # Receive: the largest message taken in, and where answers are written (a full
     # GetConfiguration answer is about 3.3 KB).  Transmit: our own CALLs only, the largest
     # a StopTransaction with transactionData (1,536 B body, see transactions.py).

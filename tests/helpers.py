@@ -51,3 +51,12 @@ def run_tree(cmd, timeout, **kw):
         p.communicate()
         raise
     return subprocess.CompletedProcess(cmd, p.returncode, out, None)
+
+
+def load_module(path, name):
+    """A module from a file that is not on sys.path (tools/deploy.py in the tests)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

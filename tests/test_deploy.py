@@ -2,7 +2,6 @@
 every module, settings files, an end-to-end deploy against a fake mpremote, the freeze
 manifest, and the rule that lib/ never imports hardware modules."""
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -12,20 +11,13 @@ import sys
 
 import pytest
 
-from helpers import ROOT, micropython
+from helpers import ROOT, load_module, micropython
 
 DEPLOY = ROOT / "tools" / "deploy.py"
 BOARD = ROOT / "boards" / "esp32_s0"
 
 
-def _load_deploy():
-    spec = importlib.util.spec_from_file_location("deploy", DEPLOY)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-deploy = _load_deploy()
+deploy = load_module(DEPLOY, "deploy")
 
 
 def _run(*args):

@@ -7,7 +7,6 @@ by the unix port with the flash as its only code: nothing from the checkout) aga
 tools/csms, as the board would run it.  The boards/unix_sim board is deployed: it is the
 board whose hardware the unix port can stand in for.
 """
-import importlib.util
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, micropython
+from helpers import ROOT, load_module, micropython
 from ocpp_steps import start_conf, wait_status
 from simctl import Sim
 from virtdev_host import VirtualDevice
@@ -33,14 +32,7 @@ DEPLOY_TIMEOUT = 60
 pytestmark = pytest.mark.skipif(not MPREMOTE.exists(), reason="needs mpremote in .venv")
 
 
-def _load_deploy():
-    spec = importlib.util.spec_from_file_location("deploy_for_device_tests", DEPLOY)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-deploy_mod = _load_deploy()
+deploy_mod = load_module(DEPLOY, "deploy_for_device_tests")
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from csmsctl import Csms  # noqa: E402
 from helpers import micropython  # noqa: E402
 from mp.txlog import EnvSim, prepare_state  # noqa: E402
 from ocpp_steps import wait_calls  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools" / "bench"))
+from replay import queue_offline  # noqa: E402
 
 CONFIG = {"MeterValueSampleInterval": 1, "AllowOfflineTxForUnknownId": True,
           "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
@@ -151,12 +153,8 @@ def queued(env, n=1000, heap=None):
         try:
             sim.wait_line("link: connect failed", timeout=60)
             sim.send("plug 1")
-            for i in range(n):
-                sim.send("swipe 1 Q%05d" % i)
-                sim.send("pulses 1 11")
-                sim.send("swipe 1 Q%05d" % i)
-                if i % 100 == 99:
-                    sim.wait_line("tx: stopped local #%d " % (i + 1), timeout=120)
+            queue_offline(sim, n, "Q")
+            sim.wait_line("tx: stopped local #%d " % n, timeout=120)
             return _heap(sim)
         finally:
             sim.stop()

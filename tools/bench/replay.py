@@ -69,6 +69,17 @@ def _wait(sim, pattern, start, timeout):
         time.sleep(0.01)
 
 
+def queue_offline(sim, n, prefix):
+    """n transactions on connector 1 (plugged) while the link is down: swipe, 11 Wh,
+    swipe; a pause every 100 for the simulator to catch up."""
+    for i in range(n):
+        sim.send("swipe 1 %s%05d" % (prefix, i))
+        sim.send("pulses 1 11")
+        sim.send("swipe 1 %s%05d" % (prefix, i))
+        if i % 100 == 99:
+            sim.wait_line("tx: stopped local #%d " % (i + 1), timeout=120)
+
+
 def replay(n=1000, verbose=True):
     with tempfile.TemporaryDirectory() as tmp, \
             Csms("--heartbeat", "3600", "--ping-interval", "0") as cs:
@@ -79,12 +90,7 @@ def replay(n=1000, verbose=True):
             sim.wait_line("link: connect failed", timeout=60)
             sim.send("plug 1")
             t0 = time.monotonic()
-            for i in range(n):
-                sim.send("swipe 1 B%05d" % i)
-                sim.send("pulses 1 11")
-                sim.send("swipe 1 B%05d" % i)
-                if i % 100 == 99:
-                    sim.wait_line("tx: stopped local #%d " % (i + 1), timeout=120)
+            queue_offline(sim, n, "B")
             build = time.monotonic() - t0
             sim.wait_line("tx: stopped local #%d " % n, timeout=120)
             sim.send("heap")
