@@ -6,23 +6,24 @@ so a change costs one small file write.  `AuthorizationKey` is write-only: never
 by GetConfiguration, never logged.
 """
 import json
+from micropython import const
 from ocpp16 import store
 
+# const(): the KEYS tuples below are then made of constants only, which the compiler
+# folds into constant objects (in flash when frozen) instead of 43 tuples built in RAM.
 # Types
-BOOL = 0
-INT = 1
-STR = 2
-CSL = 3   # comma separated list of measurands
+BOOL = const(0)
+INT = const(1)
+STR = const(2)
+CSL = const(3)   # comma separated list of measurands
 # Access
-RW = 0
-R = 1
-W = 2     # write-only (secrets)
+RW = const(0)
+R = const(1)
+W = const(2)     # write-only (secrets)
 
 # Measurands a board may offer; boards pass the subset they really supply.
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import",
               "Voltage", "Current.Offered", "Temperature", "SoC")
-
-_E = "Energy.Active.Import.Register"
 
 # name: (type, access, default, min, max, reboot_required)
 # For CSL keys `max` is the maximum number of items.
@@ -42,9 +43,9 @@ KEYS = {
     "LocalPreAuthorize": (BOOL, RW, False, 0, 0, 0),
     "MaxEnergyOnInvalidId": (INT, RW, 0, 0, 1000000, 0),
     "MessageTimeout": (INT, RW, 30, 5, 600, 0),
-    "MeterValuesAlignedData": (CSL, RW, _E, 0, 4, 0),
+    "MeterValuesAlignedData": (CSL, RW, "Energy.Active.Import.Register", 0, 4, 0),
     "MeterValuesAlignedDataMaxLength": (INT, R, 4, 0, 0, 0),
-    "MeterValuesSampledData": (CSL, RW, _E, 0, 4, 0),
+    "MeterValuesSampledData": (CSL, RW, "Energy.Active.Import.Register", 0, 4, 0),
     "MeterValuesSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
     "MeterValueSampleInterval": (INT, RW, 60, 0, 86400, 0),
     "MinimumStatusDuration": (INT, RW, 0, 0, 3600, 0),
