@@ -133,16 +133,20 @@ small fragmented heap, a long docstring is one large allocation).
 # sorted at open): 6 bytes per queued record, seq and tx relative to per-chunk bases,
 # offset, kind (see _Index); length and flags are read from the record's header (flags,
 # rarely used, live in a small dict, like attempts).  Chunks of 64 records (one 392-byte
-# array each), plus four 32-bit ints per segment, also in chunks.  Chunks, not growing
-# arrays: on a fragmented heap (the simulator's, after loading its code, has no free
-# block above ~3 KB) a long queue must never need one large block, nor a sort's n-item
-# list at boot.  Chunks before the head are released as the queue is delivered (one is
-# kept for reuse).  The index entry of the next record, its flags and a new segment's
-# column slots are allocated before the record is written, so a MemoryError never
-# leaves a record on flash that RAM does not know, nor RAM half updated.  Measured with
-# 2,000 queued records (START 187 B / STOP 467 B, 4 KB segments): ~8.5 B per record on
-# the 32-bit port (index ~6.7, segment columns ~1.8), ~9.3 B on the 64-bit one (the
-# previous 12-byte entries in 16-record chunks: 15.0 and 16.5).
+# array each), plus 10 bytes per segment in 128-byte column chunks: its first seq and
+# live count (32 bits each), its last seq less the first (16 bits: a segment spans at
+# most 65535 seqs); the size of the newest segment of each stream is one int (no other
+# size is ever read).  Chunks, not growing arrays: on a fragmented heap (the
+# simulator's, after loading its code, has no free block above ~3 KB) a long queue must
+# never need one large block, nor a sort's n-item list at boot.  Chunks before the head
+# are released as the queue is delivered (one is kept for reuse).  The index entry of
+# the next record, its flags and a new segment's column slots are allocated before the
+# record is written, so a MemoryError never leaves a record on flash that RAM does not
+# know, nor RAM half updated.  Measured with
+# 2,000 queued records (START 187 B / STOP 467 B, 4 KB segments, gc.mem_alloc before and
+# after): ~7.8 B per record on the 32-bit port (index ~6.7, segment columns ~1.1), ~8.6 B
+# on the 64-bit one (with four 32-bit columns: 8.5 and 9.3; the previous 12-byte entries
+# in 16-record chunks: 15.0 and 16.5).
 # No bodies in RAM.
 #
 
@@ -263,12 +267,16 @@ def _envelope(d, n, p):
 
 
 class _Col:
-    """A list of unsigned 32-bit ints (a segment column) in 128-byte chunks: like a
-    list, but it never asks for one large block as it grows (see _Index)."""
+    """A list of unsigned ints (a segment column): array(t) chunks of 2**b items, 128
+    bytes each (t "I" with b 5, or "H" with b 6): like a list, but it never asks for one
+    large block as it grows (see _Index)."""
 
-    def __init__(self):
+    def __init__(self, t="I", b=5):
         self.c = []
         self.n = 0
+        self.t = t
+        self.b = b
+        self.m = (1 << b) - 1
 
     def __len__(self):
         return self.n
@@ -276,37 +284,39 @@ class _Col:
     def __getitem__(self, i):
         if i < 0:
             i += self.n
-        return self.c[i >> 5][i & 31]
+        return self.c[i >> self.b][i & self.m]
 
     def __setitem__(self, i, v):
         if i < 0:
             i += self.n
-        self.c[i >> 5][i & 31] = v
+        self.c[i >> self.b][i & self.m] = v
 
     def reserve(self):
         """Make room for one more append: the only allocation (append then cannot fail)."""
-        if self.n >> 5 == len(self.c):
-            self.c.append(array("I", bytes(128)))
+        if self.n >> self.b == len(self.c):
+            self.c.append(array(self.t, bytes(128)))
 
     def append(self, v):
         self.reserve()
         i = self.n
-        self.c[i >> 5][i & 31] = v
+        self.c[i >> self.b][i & self.m] = v
         self.n = i + 1
 
     def pop(self):
-        self.n -= 1
-        v = self.c[self.n >> 5][self.n & 31]
+        self.n = i = self.n - 1
+        v = self.c[i >> self.b][i & self.m]
         try:
-            del self.c[(self.n + 31) >> 5:]     # spare chunks (housekeeping only)
+            del self.c[(i + self.m) >> self.b:]     # spare chunks (housekeeping only)
         except MemoryError:
             pass
         return v
 
     def __delitem__(self, k):
+        b = self.b
+        m = self.m
         c = self.c
         for i in range(k, self.n - 1):
-            c[i >> 5][i & 31] = c[(i + 1) >> 5][(i + 1) & 31]
+            c[i >> b][i & m] = c[(i + 1) >> b][(i + 1) & m]
         self.pop()
 
 
@@ -594,11 +604,14 @@ class Journal:
         # Record index per stream (START/STOP, METER), each in seq order.
         self._ix = (_Index(), _Index())
         self._flags = {}        # seq -> flags, for the (rare) records with flags
-        # Segments per stream, in seq order: first seq, last seq, live records, bytes.
+        # Segments per stream, in seq order: first seq, last seq less the first (16 bits:
+        # a segment spans at most _SPAN seqs), live records.  Only the last segment's
+        # size is ever needed (to know whether the next record fits): one int per stream,
+        # meaningful while that segment is not sealed (deleting the last segment seals).
         self._sf = (_Col(), _Col())
-        self._sl = (_Col(), _Col())
+        self._sl = (_Col("H", 6), _Col("H", 6))
         self._sn = (_Col(), _Col())
-        self._ss = (_Col(), _Col())
+        self._sz = [0, 0]
         self._sealed = [False, False]   # last segment of the stream takes no more appends
         self._map = {}                  # tx -> transactionId (few live transactions)
         self._txf = base + "/txids"     # the transactionId log
@@ -810,9 +823,9 @@ class Journal:
             live += 1
         last = struct.unpack_from("<I", d, offs[-1] + 12)[0]
         self._sf[s].append(first)
-        self._sl[s].append(last)
+        self._sl[s].append(last - first)   # 0.._SPAN (_parse)
         self._sn[s].append(live)
-        self._ss[s].append(n)
+        self._sz[s] = n
         self._sealed[s] = sealed
         return last + 1
 
@@ -901,6 +914,10 @@ class Journal:
         sf = self._sf[s]
         return _bisect(sf, seq + 1, 0, len(sf)) - 1
 
+    def _last(self, s, k):
+        # Last seq of segment k of stream s (removed or not).
+        return self._sf[s][k] + self._sl[s][k]
+
     def _mark(self, s, k, seq, op):
         dl = seq - self._sf[s][k]
         struct.pack_into("<HBB", self._mk, 0, dl, op, (dl ^ (dl >> 8) ^ op ^ 0xA5) & 0xFF)
@@ -920,8 +937,9 @@ class Journal:
         # Delete segment k of stream s (no live record left in it).  The seq file is
         # brought up to date first, so that deleting the newest seq never lets it recur.
         v = 0
-        if self._sl[s][k] >= self._floor:
-            v = max(self._next, self._sl[s][k] + 1)
+        last = self._last(s, k)
+        if last >= self._floor:
+            v = max(self._next, last + 1)
             try:
                 self._seqfile(v)
                 v = 0
@@ -942,10 +960,11 @@ class Journal:
                 self.log("journal: seq file not written: %r" % e)
         store.remove(path + ".m")   # a leftover is an orphan, cleaned at the next open
         _step(path + ".m")
-        for a in (self._sf, self._sl, self._sn, self._ss):
+        for a in (self._sf, self._sl, self._sn):
             del a[s][k]
         if k == len(self._sf[s]):
-            # The segment before it may end in a failed write: start a new one.
+            # The segment before it may end in a failed write: start a new one.  (Its
+            # size was not kept: _sz is read only while the last segment is unsealed.)
             self._sealed[s] = True
 
     def _free(self):
@@ -956,7 +975,7 @@ class Journal:
         """Drop the oldest METER segment (all its records); False if there is none."""
         if not self._sf[1]:
             return False
-        last = self._sl[1][0]
+        last = self._last(1, 0)
         ix = self._ix[1]
         todo = []
         i = ix.next_live(ix.h)
@@ -987,7 +1006,7 @@ class Journal:
     def _write(self, s, seq, kind, tx, body, n, flags):
         rl = _HLEN + n
         sf = self._sf[s]
-        new = (not sf or self._sealed[s] or self._ss[s][-1] + rl > self._segsize
+        new = (not sf or self._sealed[s] or self._sz[s] + rl > self._segsize
                or seq - sf[-1] > _SPAN)
         first = seq if new else sf[-1]
         path = self._path(s, first)
@@ -1001,7 +1020,7 @@ class Journal:
         # allocates until the record is indexed.
         ix = self._ix[s]
         ix.reserve(seq, tx)
-        lists = (sf, self._sl[s], self._sn[s], self._ss[s])
+        lists = (sf, self._sl[s], self._sn[s])
         if new:
             for a in lists:
                 a.reserve()
@@ -1031,17 +1050,20 @@ class Journal:
             else:
                 self._sealed[s] = True
             raise
+        # (_sz is set only now: after a failed write the previous segment, last again
+        # if it was, keeps its own size.)
         if new:
             sf[-1] = seq
-            self._sl[s][-1] = seq
+            self._sl[s][-1] = 0
             self._sn[s][-1] = 1
-            self._ss[s][-1] = rl
+            off = 0
             self._sealed[s] = False
         else:
-            self._sl[s][-1] = seq
+            self._sl[s][-1] = seq - sf[-1]     # <= _SPAN, else a new segment
             self._sn[s][-1] += 1
-            self._ss[s][-1] += rl
-        ix.push(seq, tx, 0 if new else self._ss[s][-1] - rl, kind, 0)
+            off = self._sz[s]
+        self._sz[s] = off + rl
+        ix.push(seq, tx, off, kind, 0)
         # The record is durable and indexed: from here on nothing may raise.
         self.bytes_written += rl
         _step(path)

@@ -2,7 +2,10 @@
 # records, 6 bytes each (seq and tx relative to per-chunk bases).  Checked against a plain model through many chunks, removals at the head and
 # in the middle (compaction), attempts, flags, re-opens; chunks are released as the
 # queue drains; running out of RAM never leaves a record on flash the index lacks.
+# The segment columns (first seq, last seq less the first in 16 bits, live count; the
+# newest segment's size per stream) are checked against the files on flash.
 import os
+import struct
 from ocpp16 import journal, store
 from ocpp16.journal import START, STOP, METER
 from fsutil import rmtree
@@ -459,6 +462,25 @@ class _NoRoomDict(dict):
         raise MemoryError
 
 
+def _seg_files(d, s):
+    # [(first seq, size, [seq of every record])] of stream s's segments, in order.
+    q = d + "/q"
+    out = []
+    for name in sorted(os.listdir(q)):
+        if name[:1] != "tm"[s] or name.endswith(".m"):
+            continue
+        with open(q + "/" + name, "rb") as f:
+            data = f.read()
+        seqs = []
+        p = 0
+        while p < len(data):
+            seqs.append(struct.unpack_from("<I", data, p + 12)[0])
+            p += 24 + struct.unpack_from("<I", data, p + 8)[0]
+        assert p == len(data), name
+        out.append((int(name[1:]), len(data), seqs))
+    return out
+
+
 def _consistent(j, d):
     # The index and the segment columns agree with flash (a reopen) and with themselves.
     got = list(j.records())
@@ -466,49 +488,176 @@ def _consistent(j, d):
     assert got == again, (got[-3:], again[-3:])
     for s in (0, 1):
         n = len(j._sf[s])
-        assert len(j._sl[s]) == n and len(j._sn[s]) == n and len(j._ss[s]) == n
+        assert len(j._sl[s]) == n and len(j._sn[s]) == n
+        # Each segment's first and last seq (the last one kept relative to the first,
+        # in 16 bits), and the newest segment's size while it takes appends.
+        segs = _seg_files(d, s)
+        assert [(j._sf[s][k], j._last(s, k)) for k in range(n)] == \
+            [(f, q[-1]) for f, _, q in segs], s
+        if n and not j._sealed[s]:
+            assert j._sz[s] == segs[-1][1]
     buf = bytearray(1024)
     for r in got:
         j.read(r[0], buf)
     return got
 
 
+def _append_failing_nth_alloc(j, n, *args):
+    # j.append(*args) with the n-th array() it asks for failing with MemoryError.
+    # Returns the number of array() calls made (the append succeeded if < n).
+    real = journal.array
+    calls = [0]
+
+    def nth(*a):
+        calls[0] += 1
+        if calls[0] == n:
+            raise MemoryError
+        return real(*a)
+    journal.array = nth
+    try:
+        j.append(*args)
+    except MemoryError:
+        assert calls[0] == n
+    finally:
+        journal.array = real
+    return calls[0]
+
+
 def test_no_column_left_half_appended_when_ram_runs_out():
-    # A new segment appends to four columns: if the third cannot grow, none may have
-    # (the IndexError seen later in sessions.tick came from such a half-append).
+    # A new segment appends to three columns (first seq and live count: 32 bits, 32 per
+    # 128-byte chunk; last seq: 16 bits, 64 per chunk): whichever chunk cannot be had,
+    # no column may have grown (the IndexError seen later in sessions.tick came from
+    # such a half-append) and nothing reaches flash.
     d = _fresh("cols")
     j = _open(d)
     for i in range(3):
         j.append(METER, 1, _body(3, i))
-    # Segment columns grow a chunk per 32 segments: fill stream 0 up to one.
-    k = 0
-    while len(j._sf[0]) % 32:
-        j.append(STOP, 2, b"x" * 900)      # one per 1024-byte segment
-        k += 1
-    real = journal.array
-    calls = [0]
-
-    def third(*a):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise MemoryError
-        return real(*a)
-    journal.array = third
-    try:
-        try:
-            j.append(START, 3, b"x" * 900)
-            assert False, "no MemoryError"
-        except MemoryError:
-            pass
-    finally:
-        journal.array = real
-    before = _consistent(j, d)
-    seq = j.append(START, 3, b"x" * 900)
-    got = _consistent(j, d)
-    assert got[-1][0] == seq and len(got) == len(before) + 1
+    for mult, cols in ((64, 3), (32, 2), (64, 3)):
+        # Fill stream 0 up to a chunk boundary of the wanted columns.
+        while len(j._sf[0]) % mult or (mult == 32 and not len(j._sf[0]) % 64):
+            j.append(STOP, 2, b"x" * 900)      # one per 1024-byte segment
+        before = _consistent(j, d)
+        segs = len(j._sf[0])
+        fails = 0
+        while _append_failing_nth_alloc(j, fails + 1, START, 3, b"x" * 900) == fails + 1:
+            fails += 1
+            assert _consistent(j, d) == before and len(j._sf[0]) == segs
+        # Every chunk a column needed failed once (the index may have needed one too).
+        assert cols <= fails <= cols + 1, (mult, fails)
+        got = _consistent(j, d)
+        assert len(got) == len(before) + 1 and got[-1][1] == START
+        assert len(j._sf[0]) == segs + 1
     for r in got:
         j.remove(r[0])
     assert len(j) == 0 and _consistent(j, d) == []
+
+
+def test_segment_last_seq_kept_in_16_bits_up_to_the_span():
+    # A segment spans at most 65535 seqs; its last seq is kept relative to its first.
+    # Seqs above 65535 and an offset of exactly 65535: dropping the segment must drop
+    # both records, and (it held the newest seq) must keep that seq from coming back.
+    d = _fresh("span")
+    store.makedirs(d)
+    store.atomic_write(d + "/seq", b"70000")
+    j = _open(d)
+    a = j.append(METER, 1, b"m0")
+    assert a == 70000
+    store.atomic_write(d + "/seq", b"135535")       # the next boot starts there
+    j = _open(d)
+    b = j.append(METER, 2, b"m1")
+    assert b == 135535 and sorted(os.listdir(d + "/q")) == ["m00070000"]
+    assert j._last(1, 0) == b
+    assert [r[0] for r in _consistent(j, d)] == [a, b]
+    j = _open(d)                                    # the same, as read at open
+    assert j._last(1, 0) == b and [r[0] for r in j.records()] == [a, b]
+    j.min_free = 1 << 60                            # "flash is full": METERs go
+    try:
+        j.append(START, 1, b"s")
+        assert False, "no ENOSPC"
+    except OSError as e:
+        assert e.args[0] == 28
+    assert j.dropped_meter == 2 and len(j) == 0 and list(j.records()) == []
+    assert os.listdir(d + "/q") == []
+    j = _open(d)
+    assert j.append(START, 1, b"s") == b + 1
+    # The span exactly: the same segment; one more: a new one.
+    store.atomic_write(d + "/seq", b"201071")       # 135536 + 65535
+    j = _open(d)
+    assert j.append(START, 1, b"t") == 201071
+    assert j.append(START, 1, b"u") == 201072
+    assert sorted(os.listdir(d + "/q")) == ["t00135536", "t00201072"]
+    assert [r[0] for r in _consistent(j, d)] == [135536, 201071, 201072]
+    assert j._last(0, 0) == 201071 and j._last(0, 1) == 201072
+
+
+def _check_filled(d, seg):
+    # Every segment is at most seg bytes, and a segment was started only when the
+    # record would not fit the one before it (nothing here seals a segment).
+    for s in (0, 1):
+        segs = _seg_files(d, s)
+        for k in range(len(segs)):
+            f, size, seqs = segs[k]
+            assert size <= seg, (s, f, size)
+            if k + 1 < len(segs):
+                nf = segs[k + 1][0]
+                with open("%s/q/%s%08d" % (d, "tm"[s], nf), "rb") as fh:
+                    h = fh.read(12)
+                assert size + 24 + struct.unpack_from("<I", h, 8)[0] > seg, (s, f, size)
+
+
+def test_segments_fill_up_to_their_size_across_streams_and_reopens():
+    # The size of each stream's newest segment (all that is kept of segment sizes) is
+    # right after appends to both streams, reopens, and head segments deleted.
+    d = _fresh("fill")
+    rnd = Rng(11)
+    model = {}
+    for boot in range(12):
+        j = _open(d)
+        for i in range(100):
+            kind = (START, STOP, METER)[rnd(3)]
+            body = b"b" * (20 + rnd(170))
+            tx = 1 + rnd(5)
+            model[j.append(kind, tx, body)] = (kind, tx, 0, 0, body)
+            if rnd(4) == 0:
+                q = j.head()[0]
+                j.remove(q)
+                del model[q]
+        _check_filled(d, 1024)
+        _check(j, model)
+        _consistent(j, d)
+    assert len(_seg_files(d, 0)) > 64       # u16 column over several chunks
+
+
+def test_failed_write_of_a_new_segment_leaves_the_previous_one_as_it_was():
+    # A write that fails in a new segment removes it; the previous segment, the newest
+    # again, keeps its own size: the next record must still not overfill it.
+    d = _fresh("failnew")
+    j = _open(d)
+    for i in range(3):
+        j.append(START, 1, b"a" * 276)            # 3 x 300 B: 900 B
+    seen = []
+
+    def hook(path):
+        seen.append(path)
+        if path.endswith("/q/t00000004"):
+            raise OSError(5)
+    store.write_hook = hook
+    try:
+        j.append(STOP, 1, b"b" * 500)             # 524 B: needs a new segment
+        assert False, "no OSError"
+    except OSError as e:
+        assert e.args[0] == 5
+    finally:
+        store.write_hook = None
+    assert seen and sorted(os.listdir(d + "/q")) == ["t00000001"]
+    seq = j.append(STOP, 1, b"c" * 150)           # 174 B: does not fit 900 B either
+    assert seq == 5 and sorted(os.listdir(d + "/q")) == ["t00000001", "t00000005"]
+    _check_filled(d, 1024)
+    assert [r[0] for r in _consistent(j, d)] == [1, 2, 3, 5]
+    # Appends go on in the newest segment, with the size it really has.
+    j.append(START, 1, b"d")
+    assert sorted(os.listdir(d + "/q")) == ["t00000001", "t00000005"]
+    _check_filled(d, 1024)
 
 
 def test_journal_under_real_memory_pressure():
