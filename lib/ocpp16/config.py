@@ -6,7 +6,11 @@ so a change costs one small file write.  `AuthorizationKey` is write-only: never
 by GetConfiguration, never logged.
 """
 import json
-from micropython import const
+try:
+    from micropython import const
+except ImportError:     # CPython: tools/deploy.py checks settings with this module
+    def const(x):
+        return x
 from ocpp16 import store
 
 # const(): the KEYS tuples below are then made of constants only, which the compiler
