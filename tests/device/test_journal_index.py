@@ -1,4 +1,4 @@
-# The journal's RAM index (lib/ocpp16/journal.py, _Index): per-stream chunks of 64
+# The journal's RAM index (lib/ocpp16/journalindex.py, _Index): per-stream chunks of 64
 # records, 6 bytes each (seq and tx relative to per-chunk bases).  Checked against a plain model through many chunks, removals at the head and
 # in the middle (compaction), attempts, flags, re-opens; chunks are released as the
 # queue drains; running out of RAM never leaves a record on flash the index lacks.
@@ -6,7 +6,7 @@
 # newest segment's size per stream) are checked against the files on flash.
 import os
 import struct
-from ocpp16 import journal, store
+from ocpp16 import journal, journalindex, store
 from ocpp16.journal import START, STOP, METER
 from fsutil import rmtree
 
@@ -423,11 +423,11 @@ def test_index_memory_error_changes_nothing():
     m = {}
     for q in range(1, 64):
         _push(ix, m, q, 7)
-    real = journal.array
+    real = journalindex.array
 
     def no_ram(*a):
         raise MemoryError
-    journal.array = no_ram
+    journalindex.array = no_ram
     try:
         try:
             ix.push(64 + 0x10000, 7, 0, START, 0)       # would need a chunk
@@ -442,7 +442,7 @@ def test_index_memory_error_changes_nothing():
             pass
         _ix_check(ix, m)
     finally:
-        journal.array = real
+        journalindex.array = real
     _push(ix, m, 65, 7)
     _ix_check(ix, m)
     # Attempts at open need a dict slot: a failure there adds nothing.
@@ -505,7 +505,7 @@ def _consistent(j, d):
 def _append_failing_nth_alloc(j, n, *args):
     # j.append(*args) with the n-th array() it asks for failing with MemoryError.
     # Returns the number of array() calls made (the append succeeded if < n).
-    real = journal.array
+    real = journalindex.array
     calls = [0]
 
     def nth(*a):
@@ -513,13 +513,13 @@ def _append_failing_nth_alloc(j, n, *args):
         if calls[0] == n:
             raise MemoryError
         return real(*a)
-    journal.array = nth
+    journalindex.array = nth
     try:
         j.append(*args)
     except MemoryError:
         assert calls[0] == n
     finally:
-        journal.array = real
+        journalindex.array = real
     return calls[0]
 
 

@@ -32,7 +32,7 @@ import os
 import sys
 import vfs
 import binascii
-from ocpp16 import journal, store
+from ocpp16 import journal, journaltxid, store
 from ocpp16.journal import START, STOP, METER
 
 BS = 4096
@@ -43,7 +43,7 @@ SEG = 1024
 steps = 0
 kill_at = 0
 tear = False
-journal.txlog_max = 24      # the transactionId log rewritten often: more kinds of step
+journaltxid.txlog_max = 24  # the transactionId log rewritten often: more kinds of step
 
 
 def tick():
