@@ -35,15 +35,16 @@ MAX_UID = 36                # [J] 4.1.4
 # What the charger implements today (lib/ocpp16/handlers.py).
 IMPLEMENTED = ("ChangeAvailability", "ChangeConfiguration", "ClearCache", "DataTransfer",
                "GetConfiguration", "RemoteStartTransaction", "RemoteStopTransaction", "Reset",
-               "UnlockConnector")
+               "UnlockConnector", "TriggerMessage", "GetLocalListVersion", "CancelReservation")
+# Implemented but not sent in the fuzz: they would change what later steps see (a
+# reserved connector, a local list that blocks our tags).
+IMPLEMENTED_UNFUZZED = ("ReserveNow", "SendLocalList")
 # Central-system-to-charger actions it does not implement, sent in the fuzz.  Not among
-# them: ReserveNow, SendLocalList, UpdateFirmware, GetDiagnostics, the certificate
-# operations: once implemented they would change what later steps see (a reserved
-# connector, a local list that blocks our tags, a firmware download, an upload).
-UNIMPLEMENTED = ("TriggerMessage", "GetLocalListVersion", "SetChargingProfile",
-                 "ClearChargingProfile", "GetCompositeSchedule", "CancelReservation")
-CS_TO_CP = IMPLEMENTED + UNIMPLEMENTED + (
-    "GetDiagnostics", "ReserveNow", "SendLocalList", "UpdateFirmware", "CertificateSigned",
+# them: UpdateFirmware, GetDiagnostics, the certificate operations: once implemented they
+# would change what later steps see (a firmware download, an upload).
+UNIMPLEMENTED = ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule")
+CS_TO_CP = IMPLEMENTED + IMPLEMENTED_UNFUZZED + UNIMPLEMENTED + (
+    "GetDiagnostics", "UpdateFirmware", "CertificateSigned",
     "DeleteCertificate", "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
     "InstallCertificate", "SignedUpdateFirmware")
 # Charger-to-central-system actions: sent to the charger they are not implemented there.
@@ -487,6 +488,7 @@ CURATED = [Frame(t, note=n) for t, n in (
      "CP->CS action"),
     ('[2,"' + UID + '","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,'
      '"timestamp":"2026-01-01T00:00:00Z"}]', "CP->CS action"),
+    # Profile operations: imported at their first CALL, answered like any other.
     ('[2,"' + UID + '","TriggerMessage",{"requestedMessage":"Heartbeat"}]', ""),
     ('[2,"' + UID + '","GetLocalListVersion",{}]', ""),
     ('[2,"' + UID + '","SetChargingProfile",{"connectorId":1,"csChargingProfiles":{}}]', ""),
@@ -853,7 +855,7 @@ def _expect(text):
     if action not in CS_TO_CP or schema(action) is None:
         return Expect("error", "not an action of the charger", uid, UNKNOWN_ACTION)
     faults = _faults(action, payload)
-    unimplemented = action not in IMPLEMENTED
+    unimplemented = action not in IMPLEMENTED + IMPLEMENTED_UNFUZZED
     if not faults:
         return Expect("answer", "schema-valid " + action, uid, None, action)
     codes = set()

@@ -112,6 +112,7 @@ def test_sim_accepts_every_documented_command(start_csms, start_sim):
             ("unplug 1", r"connector 1 unplugged", None),
             ("storage", r"sim: storage queued=\d+ dropped_meter=0 refused=0 free=", None),
             ("heap", r"sim: heap used=\d+ free=\d+ largest_free_block=\d+", None),
+            ("reservations", r"sim: reservations 0$", None),
             ("cable 2 detachable", r"connector 2 has a detachable cable", None),
             ("lock 2 ok", r"connector 2 lock will work", None),
             ("unlock 2 ok", r"connector 2 unlock will work", None),

@@ -8,6 +8,8 @@
   the standard scenario, bytes per message cycle (tools/bench/figures.py); the README's
   figures table is rewritten from them (between its `bench:memory` markers);
 - where a message cycle's bytes go (64-bit, step by step; tools/bench/alloc_cycle.py);
+- the heap after each profile beyond Core was used once, and the Local Authorization
+  List's lookups with 1,000 and 5,000 entries (tools/bench/profiles.py);
 - a replay of 1,000 transactions queued offline (tools/bench/replay.py), and the same
   work done by the `ocpp` package's ChargePoint on CPython against the same central
   system: rate and CPU per call side by side (tools/bench/peer.py).
@@ -30,6 +32,7 @@ from helpers import micropython, mp_env  # noqa: E402
 import figures  # noqa: E402
 
 BLOCKS = {"memory": ("<!-- bench:memory -->", "<!-- /bench:memory -->"),
+          "profiles": ("<!-- bench:profiles -->", "<!-- /bench:profiles -->"),
           "speed": ("<!-- bench:speed -->", "<!-- /bench:speed -->")}
 
 
@@ -155,6 +158,9 @@ def main():
     print()
     out["cycle"] = alloc_cycle()
     print()
+    import profiles  # noqa: E402
+    out["profiles"] = profiles.profiles()
+    print()
     from replay import replay  # noqa: E402
     from peer import compare  # noqa: E402
     out["replay"] = replay()
@@ -163,6 +169,7 @@ def main():
     out["peer"] = compare(firmware=out["replay"])
     if not (a.quick or a.no_readme):
         readme({"memory": figures.table(out["memory"]) + "\n\n" + targets(out["memory"]),
+                "profiles": profiles.table(out["profiles"]),
                 "speed": speed_table(out)})
     Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     print("\nbench: figures written to %s" % a.json)

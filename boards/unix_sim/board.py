@@ -14,7 +14,8 @@ from time import ticks_ms, ticks_diff
 
 HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
         "pulses N COUNT | fault N CODE | clear N | cable N fixed/detachable | "
-        "lock N ok/fail | unlock N ok/fail | storage | heap | reboot | crash | quit")
+        "lock N ok/fail | unlock N ok/fail | storage | reservations | heap | reboot | crash | "
+        "quit")
 
 _METER_TICK_MS = 100
 # sim-hardware.json: per connector, what survives a power cut
@@ -273,6 +274,14 @@ class Board:
                 s = self.app.cp.storage()
                 self.log("sim: storage queued=%d dropped_meter=%d refused=%d free=%s"
                          % (s["queued"], s["dropped_meter"], s["refused"], s["free"]))
+            elif c == "reservations" and len(w) == 1:
+                # The reservations in force (ReserveNow), one line each, then the count.
+                rs = self.app.cp.reservations()
+                for r in rs:
+                    self.log("sim: reservation %d connector %d idTag %s parentIdTag %s "
+                             "expiryDate %s" % (r["reservationId"], r["connectorId"], r["idTag"],
+                                                r["parentIdTag"] or "-", r["expiryDate"]))
+                self.log("sim: reservations %d" % len(rs))
             elif c == "heap" and len(w) == 1:
                 self.log("sim: heap " + heap_figures())
             elif c == "heap" and w[1:] == ["map"]:

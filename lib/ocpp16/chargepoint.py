@@ -41,9 +41,21 @@ _CORE = (("ChangeAvailability", "change_availability"),
          ("RemoteStartTransaction", "remote_start"), ("RemoteStopTransaction", "remote_stop"),
          ("Reset", "reset"), ("UnlockConnector", "unlock"))
 
+# The other profiles: each is a module of its own (its handlers and its state), imported
+# when its first operation arrives, so a charger that never sees one pays no RAM for it.
+# action -> (module, handler); the module's state is a component: part(name).
+_PROFILES = (("TriggerMessage", "ocpp16.trigger", "trigger_message"),
+             ("SendLocalList", "ocpp16.locallist", "send_local_list"),
+             ("GetLocalListVersion", "ocpp16.locallist", "get_local_list_version"),
+             ("ReserveNow", "ocpp16.reservations", "reserve_now"),
+             ("CancelReservation", "ocpp16.reservations", "cancel_reservation"))
+
 
 class ChargePoint:
     """An OCPP 1.6J charge point bound to a board, a configuration and a websocket."""
+
+    PROFILES = _PROFILES      # read by rpc for an action not in its table
+    _parts = None             # {name: component} once a profile was used (part())
 
     def __init__(self, board, cfg, ws, state, log=_log, ssl=None):
         from ocpp16.timebase import TimeBase
@@ -66,6 +78,7 @@ class ChargePoint:
         self.timebase = TimeBase(state, self.clock, board.seconds, log)
         # Core operations: handlers.py is imported at the first CALL from the central
         # system (rpc resolves a ("module", "function") entry on first use).
+        # The profiles' actions are not in this table: rpc finds them in PROFILES.
         self.rpc = rpc.Rpc(ws, {a: ("ocpp16.handlers", f) for a, f in _CORE}, log=log, ctx=self,
                            timeout_ms=cfg.get("MessageTimeout") * 1000)
         n = cfg.get("NumberOfConnectors")
@@ -127,6 +140,8 @@ class ChargePoint:
                 # still in: Finishing, as after any stop (TC_015).
                 self.status[i] = FINISHING if i in self.tx.recovered else PREPARING
         cfg.on_change(self._config_changed)
+        if store.exists(state + "/resv.json"):
+            self.part("reservations").tick(True)   # kept on flash: Reserved again
 
     # -- application API ------------------------------------------------------------------
     def set_status(self, n, state, error=b"NoError", info=None):
@@ -247,6 +262,9 @@ class ChargePoint:
             return BUSY
         if self.unavailable(n) or self.faulted(n):
             return NOT_AVAILABLE
+        rv = self.part("reservations", False)
+        if rv and rv.admit(n, id_tag, None) is False:
+            return NOT_AVAILABLE                # reserved for another tag
         self.sessions.start(n, id_tag)
         if self.tx.active[n] is None:
             # The board refused (e.g. the cable lock failed: now faulted), or the journal
@@ -334,11 +352,33 @@ class ChargePoint:
         """Register a handler fn(cp, payload) -> response dict for a central-system CALL."""
         self.rpc.handlers[action] = fn
 
+    def part(self, name, make=True):
+        """The component of a profile (e.g. "locallist", "reservations"): module
+        ocpp16.<name> is imported and its state made (`Part(cp)`) at the first use.  With
+        make=False: None while it was never made (a hook that need not load it)."""
+        parts = self._parts
+        p = parts.get(name) if parts else None
+        if p is None and make:
+            if parts is None:
+                parts = self._parts = {}
+            mod = __import__("ocpp16." + name, None, None, ("Part",))
+            p = parts[name] = mod.Part(self)
+        return p
+
+    def reservations(self):
+        """The reservations in force: a list of dicts (reservationId, connectorId,
+        expiryDate, idTag, parentIdTag); [] without loading the profile when none was made."""
+        rv = self.part("reservations", False)
+        return rv.list() if rv else []
+
     # -- queries used by handlers and sessions -------------------------------------------
     def unavailable(self, n):
         return self.inoperative[0] or self.inoperative[n]
 
     def free_connector(self):
+        rv = self.part("reservations", False)
+        if rv:
+            return rv.free_connector()          # unreserved connectors first
         for n in range(1, self.connectors + 1):
             if not self.sessions.busy(n) and not self.unavailable(n) \
                     and self.status[n] != FAULTED:
@@ -370,7 +410,8 @@ class ChargePoint:
             if tx is not None and tx["tx"] == local:
                 n = i
         if isinstance(info, dict):
-            if tag and self.cfg.get("AuthorizationCacheEnabled"):
+            if tag and self.cfg.get("AuthorizationCacheEnabled") \
+                    and self.sessions._cached(tag, False)[0] is None:   # not listed
                 self.cache.update(tag, info)
             if kind == journal.START and n:
                 parent = info.get("parentIdTag")

@@ -62,12 +62,20 @@ KEYS = {
     "StopTxnAlignedDataMaxLength": (INT, R, 4, 0, 0, 0),
     "StopTxnSampledData": (CSL, RW, "", 0, 4, 0),
     "StopTxnSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
-    "SupportedFeatureProfiles": (STR, R, "Core", 0, 0, 0),
+    "SupportedFeatureProfiles": (STR, R, "Core,LocalAuthListManagement,Reservation,RemoteTrigger",
+                                 0, 0, 0),
     "SupportedFeatureProfilesMaxLength": (INT, R, 6, 0, 0, 0),
     "TransactionMessageAttempts": (INT, RW, 3, 1, 100, 0),
     "TransactionMessageRetryInterval": (INT, RW, 60, 0, 86400, 0),
     "UnlockConnectorOnEVSideDisconnect": (BOOL, RW, True, 0, 0, 0),
     "WebSocketPingInterval": (INT, RW, 60, 0, 86400, 0),
+    # LocalAuthListManagement (locallist.py): the limits are what the list file holds and
+    # what one SendLocalList frame can carry in the receive buffer.
+    "LocalAuthListEnabled": (BOOL, RW, True, 0, 0, 0),
+    "LocalAuthListMaxLength": (INT, R, 5000, 0, 0, 0),
+    "SendLocalListMaxLength": (INT, R, 20, 0, 0, 0),
+    # Reservation (reservations.py)
+    "ReserveConnectorZeroSupported": (BOOL, R, True, 0, 0, 0),
     # Security whitepaper (profiles 1 and 2)
     "AuthorizationKey": (STR, W, "", 1, 40, 0),
     "SecurityProfile": (INT, RW, 0, 0, 2, 1),

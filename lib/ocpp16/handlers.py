@@ -121,6 +121,11 @@ def remote_start(cp, p):
     if n is None or n < 1 or n > cp.connectors or cp.sessions.busy(n) \
             or cp.unavailable(n) or cp.status[n] == C.FAULTED:
         return {"status": "Rejected"}
+    rv = cp.part("reservations", False)
+    if rv:
+        n = rv.remote_connector(n, tag)      # the tag's reserved connector, if it has one
+        if rv.admit(n, tag, None, True) is False:
+            return {"status": "Rejected"}    # reserved for another tag (no group to learn)
     cp.remote_start(n, tag)
     return {"status": "Accepted"}
 

@@ -141,6 +141,10 @@ async def sender(cp):
         if not cp.registered:
             if ticks_diff(ticks_ms(), cp._boot_at) >= 0:
                 await send_boot(cp)
+            elif cp._requests and cp.boot_status == "Pending":
+                # While Pending only what a TriggerMessage asked for goes out (spec 4.2);
+                # nothing else is queued before the boot is Accepted (cp.send refuses).
+                await send_request(cp)
             else:
                 await cp._wake.wait()
             continue
@@ -148,23 +152,27 @@ async def sender(cp):
         if n >= 0:
             await send_status(cp, n)
         elif cp._requests:
-            req = cp._requests[0]
-            out = await cp.rpc.call(req[0], req[1], req[2])
-            if cp._requests and cp._requests[0] is req:
-                cp._requests.pop(0)
-                if req[3] and out == rpc.TIMEOUT:
-                    # A late answer still decides (an Authorize answered after
-                    # MessageTimeout is not lost); else TIMEOUT after one more.
-                    cp.rpc.expect_late(cp.rpc.last_id, req[3],
-                                       cp.cfg.get("MessageTimeout") * 1000)
-                elif req[3]:
-                    req[3](out, cp.rpc.payload)
+            await send_request(cp)
         elif cp.delivery.due():
             await cp.delivery.send_head()
         elif ticks_diff(ticks_ms(), cp._hb_at) >= 0:
             await send_heartbeat(cp)
         else:
             await cp._wake.wait()
+
+
+async def send_request(cp):
+    req = cp._requests[0]
+    out = await cp.rpc.call(req[0], req[1], req[2])
+    if cp._requests and cp._requests[0] is req:
+        cp._requests.pop(0)
+        if req[3] and out == rpc.TIMEOUT:
+            # A late answer still decides (an Authorize answered after
+            # MessageTimeout is not lost); else TIMEOUT after one more.
+            cp.rpc.expect_late(cp.rpc.last_id, req[3],
+                               cp.cfg.get("MessageTimeout") * 1000)
+        elif req[3]:
+            req[3](out, cp.rpc.payload)
 
 
 def unreported(cp):

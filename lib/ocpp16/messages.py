@@ -9,6 +9,8 @@ from ocpp16.clock import write_iso
 BOOT = b"BootNotification"
 HEARTBEAT = b"Heartbeat"
 STATUS = b"StatusNotification"
+DIAGNOSTICS_STATUS = b"DiagnosticsStatusNotification"
+FIRMWARE_STATUS = b"FirmwareStatusNotification"
 
 # StatusNotification status values, indexed by the connector state numbers of
 # chargepoint.py (AVAILABLE = 0 ... FAULTED = 8).
@@ -18,6 +20,13 @@ STATUSES = (b"Available", b"Preparing", b"Charging", b"SuspendedEVSE", b"Suspend
 
 def heartbeat(w, _):
     w.raw(b"{}")
+
+
+def status_only(w, status):
+    """{"status": status}: DiagnosticsStatusNotification, FirmwareStatusNotification."""
+    w.raw(b'{"status":')
+    w.str(status)
+    w.byte(125)
 
 
 def boot(w, info):

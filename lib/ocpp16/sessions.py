@@ -38,6 +38,9 @@ class Sessions:
     def _available_state(self, n):
         if self.cp.unavailable(n):
             return C.UNAVAILABLE
+        rv = self.cp.part("reservations", False)
+        if rv and rv.reserved(n):
+            return C.RESERVED
         return C.PREPARING if self.plugged[n] else C.AVAILABLE
 
     def _idle(self, n):
@@ -72,9 +75,22 @@ class Sessions:
             return
         self._offline_decision(tag, done)
 
-    def _cached(self, tag):
+    def _cached(self, tag, cache=True):
+        # (status, parent) known locally: the Local Authorization List first (it has
+        # priority, §3.5.3), then the cache unless cache=False.  locallist is not even
+        # imported while no list file was ever stored.
         cp = self.cp
-        if cp.cfg.get("AuthorizationCacheEnabled"):
+        if cp.cfg.get("LocalAuthListEnabled"):
+            ll = cp.part("locallist", False)
+            if ll is None:
+                from ocpp16 import store
+                if store.exists(cp.state + "/locallist.bin"):
+                    ll = cp.part("locallist")
+            if ll is not None:
+                status, parent = ll.lookup(tag, cp.clock.now())
+                if status is not None:
+                    return status, parent
+        if cache and cp.cfg.get("AuthorizationCacheEnabled"):
             return cp.cache.lookup(tag, cp.clock.now())
         return None, None
 
@@ -106,7 +122,8 @@ class Sessions:
         from ocpp16 import rpc
         if out == rpc.RESULT and isinstance(payload.get("idTagInfo"), dict):
             info = payload["idTagInfo"]
-            if cp.cfg.get("AuthorizationCacheEnabled"):
+            # A tag of the Local Authorization List is never cached (§3.5.1).
+            if cp.cfg.get("AuthorizationCacheEnabled") and self._cached(tag, False)[0] is None:
                 cp.cache.update(tag, info)
             done(info.get("status", "Invalid"), info.get("parentIdTag"))
             return
@@ -158,6 +175,9 @@ class Sessions:
         if cp.unavailable(n) or cp.status[n] == C.FAULTED:
             cp.log("session: connector %d cannot charge now" % n)
             return
+        rv = cp.part("reservations", False)
+        if rv and rv.admit(n, tag, None, True) is False:
+            return      # reserved for another tag, no parent to learn: no Authorize
         def done(status, parent):
             if status != "Accepted":
                 cp.log("session: card %s refused (%s)" % (tag, status))
@@ -174,6 +194,9 @@ class Sessions:
         if self.cp.faulted(n):
             self.cp.log("session: connector %d is faulted; %s not kept" % (n, tag))
             return
+        rv = self.cp.part("reservations", False)
+        if rv and rv.admit(n, tag, parent) is False:
+            return      # reserved for another tag
         self.authorized[n] = [tag, parent]
         self._auth_deadline[n] = ticks_add(ticks_ms(), self.cp.cfg.get("ConnectionTimeOut") * 1000)
         self.cp.set_status(n, C.PREPARING)
@@ -185,6 +208,11 @@ class Sessions:
         if cp.faulted(n):   # the fault came while the tag was being authorised
             cp.log("session: connector %d is faulted; no transaction for %s" % (n, tag))
             return
+        rv = cp.part("reservations", False)
+        if rv and reservation is None:
+            reservation = rv.admit(n, tag, parent)   # its reservationId, None, False
+            if reservation is False:
+                return self._idle(n)                 # reserved for another tag
         # A socket locks the cable before energy may flow.  If it cannot, no transaction
         # begins (no StartTransaction, relay open) and the connector is Faulted with
         # ConnectorLockFailure (TC_024).  Like any board fault it lasts until the board
@@ -196,6 +224,8 @@ class Sessions:
             cp.fault(n, "ConnectorLockFailure")
             return
         cp.tx.begin(n, tag, parent, reservation)
+        if reservation is not None and rv and self._tx(n) is not None:
+            rv.used(reservation)                     # the reservation ends (§5.13)
         self._next_sample[n] = ticks_add(ticks_ms(), cp.cfg.get("MeterValueSampleInterval") * 1000)
         self._charging_state(n)
 
@@ -251,6 +281,9 @@ class Sessions:
         interval = cp.cfg.get("MeterValueSampleInterval")
         if self._early:
             self._early_tick(now)
+        rv = cp.part("reservations", False)
+        if rv:
+            rv.tick()       # expiry, and the Reserved statuses
         for n in range(1, cp.connectors + 1):
             if cp.status[n] == C.FINISHING and not self.plugged[n] and \
                     (cp.reported[n] == C.FINISHING or not cp.rpc.online):
