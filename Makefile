@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs is set up by these targets on first use:
 # a Python venv (.venv) and the MicroPython unix port (cached in ~/.cache/mpocpp).
-.PHONY: run test test-long bench setup micropython frozen clean deploy
+.PHONY: run test test-long bench setup micropython frozen clean deploy bundle
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -43,8 +43,16 @@ bench: setup
 	@$(PY) tools/bench.py
 
 ## make deploy PORT=/dev/ttyUSB0 BOARD=esp32_s0: copy firmware to a board with mpremote
+## (DEPLOY_ARGS: more tools/deploy.py options, e.g. --update-key keys/app.key.pub)
 deploy: setup
-	@$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)"
+	@$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" $(DEPLOY_ARGS)
+
+## make bundle KEY=app.key VERSION=1.4.0 BOARD=esp32_s0 OUT=app-1.4.0.bin: a signed
+## application bundle for UpdateFirmware (tools/bundle.py; key pair: tools/bundle.py keygen
+## FILE; BUNDLE_ARGS=--py for source files, --march rv32imc for an ESP32-C3/C6)
+bundle: setup
+	@$(PY) tools/bundle.py make --key "$(KEY)" --version "$(VERSION)" --board "$(BOARD)" \
+		--out "$(OUT)" $(BUNDLE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,6 +17,7 @@ import sys
 import asyncio
 
 _board = None       # the board of the running power-on: its relays open whatever happens
+_log = print        # its log: the console and the diagnostics log on flash (diaglog.py)
 
 
 def parse_args(argv):
@@ -49,7 +50,7 @@ def tls_context(path, log):
 
 def boot_once(opts):
     """One power-on: returns the charge point's exit code."""
-    global _board
+    global _board, _log
     import board
     import crash
     from ocpp16 import config, store
@@ -65,7 +66,11 @@ def boot_once(opts):
     state = opts.get("state", getattr(board, "STATE", "state"))
     opts["state"] = state
     store.makedirs(state)
-    b = _board = board.from_args(opts)
+    # Every log line is printed and kept on flash for GetDiagnostics: buffered, a flash
+    # write per 512 bytes of lines (or a minute), flushed at a reboot or crash below.
+    from ocpp16.diaglog import DiagLog
+    log = _log = DiagLog(state + "/diag")
+    b = _board = board.from_args(opts, log=log)
     from ocpp16.meter import supported
     cfg = config.Config(state + "/config.json", connectors=b.connectors,
                         measurands=supported(b))
@@ -75,14 +80,15 @@ def boot_once(opts):
         cfg.put("ChargePointId", opts["id"])
     ssl = None
     if cfg.get("CentralSystemUrl").startswith("wss:"):
-        ssl = tls_context(opts.get("ca", state + "/ca.der"), print)
+        ssl = tls_context(opts.get("ca", state + "/ca.der"), log)
     # Receive: the largest message taken in, and where answers are written (a full
     # GetConfiguration answer is about 3.3 KB).  Transmit: our own CALLs only, the largest
     # a StopTransaction with transactionData (1,536 B body, see transactions.py).
-    cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=2048), state, ssl=ssl)
+    cp = ChargePoint(b, cfg, WebSocket(rx_size=4096, tx_size=2048), state, log=log, ssl=ssl)
+    log.attach(cp)
     asyncio.new_event_loop()
-    return asyncio.run(_run(App(cp, b), cp, state, int(opts.get("healthy-ms",
-                                                               crash.HEALTHY_MS))))
+    return asyncio.run(_run(App(cp, b, log), cp, state, int(opts.get("healthy-ms",
+                                                                    crash.HEALTHY_MS))))
 
 
 async def _run(app, cp, state, healthy_ms):
@@ -103,6 +109,14 @@ def _relays_open():
             pass
 
 
+def _flush_log():
+    global _log
+    fl = getattr(_log, "flush", None)
+    _log = print        # the next boot makes its own
+    if fl:
+        fl()
+
+
 def _pause_after_crash():
     # On the charger the reset follows; the simulator restarts in this process, and a
     # crash at every boot must not become a hot loop.
@@ -121,12 +135,13 @@ def main(argv=None):
             code = boot_once(opts)
         except Exception as e:
             import crash
-            crash.record(opts.get("state", "state"), e)
+            crash.record(opts.get("state", "state"), e, log=_log)
             e = None        # its traceback holds the whole charge point: let it go
             code = 75
             _pause_after_crash()
         finally:
             _relays_open()
+            _flush_log()
         if code != 75:     # chargepoint.REBOOT
             return code
         if hasattr(sys, "platform") and sys.platform != "linux":

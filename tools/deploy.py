@@ -3,7 +3,8 @@
 
     tools/deploy.py --port /dev/ttyUSB0 --board esp32_s0 [--mpy] \\
         [--config ChargePointId=CP7 --config CentralSystemUrl=wss://csms.example/ocpp] \\
-        [--ca root.pem] [--wifi-ssid NET --wifi-password PW] [--dry-run]
+        [--ca root.pem] [--wifi-ssid NET --wifi-password PW] [--update-key KEY.pub] \\
+        [--dry-run]
 
 Device layout:
     /lib/ocpp16/*.py      the library          (sys.path has /lib)
@@ -12,6 +13,10 @@ Device layout:
     /state/config.json    configuration: only non-default values (lib/ocpp16/config.py)
     /state/ca.der         CA that signs the central system's certificate (wss://)
     /state/wifi.json      Wi-Fi credentials read by boot.py
+    /state/update.pub     public key(s) that signed update bundles must verify with
+                          (--update-key, repeatable: 32 raw bytes each; see
+                          tools/bundle.py).  Updates never write /state, so the key
+                          stays across them; without it the charger refuses every update.
 
 Files are replaced atomically, as a whole: every file goes to a temporary name first,
 <path>.new, and only when all of them are there does one last step of the same
@@ -332,6 +337,38 @@ def ca_bundle(data):
     raise DeployError("CA file is neither PEM (BEGIN CERTIFICATE) nor DER")
 
 
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")   # DER prefix of a raw key
+MAX_UPDATE_KEYS = 4     # lib/ocpp16/bundle.py MAX_KEYS
+
+
+def update_key(data):
+    """32 raw bytes of an Ed25519 public key given raw, as PEM or as DER
+    (SubjectPublicKeyInfo, what `tools/bundle.py keygen` writes to KEYFILE.pub)."""
+    if len(data) == 32:
+        return bytes(data)
+    if b"PRIVATE" in data:
+        raise DeployError("--update-key: that is a private key; give the public one "
+                          "(KEYFILE.pub): the private key never goes on a charger")
+    m = re.search(rb"-----BEGIN PUBLIC KEY-----(.+?)-----END PUBLIC KEY-----", data, re.S)
+    if m:
+        try:
+            data = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+        except ValueError:
+            data = b""
+    if len(data) == 44 and data[:12] == _ED25519_SPKI:
+        return data[12:]
+    raise DeployError("--update-key: not an Ed25519 public key (raw 32 bytes, PEM or DER)")
+
+
+def update_keys(paths):
+    """(bytes for <state>/update.pub, description) from the --update-key files."""
+    if len(paths) > MAX_UPDATE_KEYS:
+        raise DeployError("--update-key: at most %d keys" % MAX_UPDATE_KEYS)
+    keys = [update_key(Path(p).read_bytes()) for p in paths]
+    ids = ", ".join(hashlib.sha256(k).hexdigest()[:16] for k in keys)
+    return b"".join(keys), "Ed25519 public key(s), key id %s" % ids
+
+
 def wifi_json(ssid, password):
     return json.dumps({"ssid": ssid, "password": password or ""}).encode()
 
@@ -563,6 +600,9 @@ def build_plan(args, staging, existing_config=None):
     if args.ca:
         data, what = ca_bundle(Path(args.ca).read_bytes())
         settings.append(("ca.der", data, what + " from " + args.ca))
+    if args.update_key:
+        data, what = update_keys(args.update_key)
+        settings.append(("update.pub", data, what))
     if args.wifi_ssid:
         settings.append(("wifi.json", wifi_json(args.wifi_ssid, args.wifi_password),
                          json.dumps({"ssid": args.wifi_ssid, "password": "***"})))
@@ -648,6 +688,9 @@ def parse_args(argv):
     ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                     help="set a configuration key in <state>/config.json (repeatable)")
     ap.add_argument("--ca", metavar="FILE", help="CA certificate(s), PEM or DER -> <state>/ca.der")
+    ap.add_argument("--update-key", action="append", default=[], metavar="FILE",
+                    help="Ed25519 public key (raw, PEM or DER) that update bundles must be "
+                         "signed with -> <state>/update.pub (repeatable, for a rotation)")
     ap.add_argument("--wifi-ssid", help="write <state>/wifi.json for boot.py")
     ap.add_argument("--wifi-password", default="")
     ap.add_argument("--no-reset", action="store_true",

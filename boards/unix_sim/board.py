@@ -1,8 +1,9 @@
 """Simulated charger board for the MicroPython unix port.
 
 Simulates what a real board wires to the firmware: an S0 energy meter per connector
-(pulses at the power the EV draws while the relay is closed; imp/kWh configurable), the
-cable plug, an RFID reader and the relay.  It is driven by commands on stdin, one per
+(pulses at the power the EV draws; imp/kWh configurable), the cable plug, an RFID
+reader, the relay, a control pilot and the car behind it (see offer, draw_w), and a
+load-management / dimming contact (`dim`).  It is driven by commands on stdin, one per
 line (see HELP).  `--state DIR` is the simulated flash; `--flash-kb N` gives it a size
 (see flash_free), default unlimited (the host's free space, as statvfs reports it).
 """
@@ -12,8 +13,9 @@ import json
 import asyncio
 from time import ticks_ms, ticks_diff
 
-HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | stop N [REASON] | "
-        "pulses N COUNT | fault N CODE | clear N | cable N fixed/detachable | "
+HELP = ("commands: plug N | unplug N | swipe N TAG | power N WATTS | phases N 1/3 | "
+        "stop N [REASON] | pulses N COUNT | fault N CODE | clear N | "
+        "cable N fixed/detachable/AMPS | dim N on/off | limit N AMPS/off | "
         "lock N ok/fail | unlock N ok/fail | storage | reservations | heap | reboot | crash | "
         "quit")
 
@@ -23,6 +25,8 @@ _HW_PLUGGED = 1
 _HW_FIXED = 2
 _HW_LOCK_FAILS = 4
 _HW_UNLOCK_FAILS = 8
+_HW_AMPS = 16       # and up: the cable's rating in A (0: none given)
+_VOLTS = 230        # the simulated mains, per phase
 
 
 def heap_figures():
@@ -42,6 +46,10 @@ def heap_figures():
             hi = mid
     gc.collect()
     return "used=%d free=%d largest_free_block=%d" % (used, free, lo)
+def _amps(a10):
+    return "%d" % (a10 // 10) if a10 % 10 == 0 else "%d.%d" % (a10 // 10, a10 % 10)
+
+
 _BLOCK = 4096       # littlefs block size on the ESP32 boards
 _INLINE = 128       # littlefs keeps a file this small inside its directory's metadata
 
@@ -50,16 +58,21 @@ class Board:
     name = "unix_sim"
 
     def __init__(self, connectors=1, imp_per_kwh=1000, state="state", log=print, phases=3,
-                 flash_kb=0):
+                 flash_kb=0, max_a=32):
         self.connectors = connectors
-        self.phases = phases
+        self.phases = phases         # the phases each connector supplies
+        self.max_a = max_a           # the installation's breaker setting (--max-a)
         self.imp_per_kwh = imp_per_kwh
         self.state = state
         self.log = log
         n = connectors + 1
         self.pulses = [0] * n        # S0 pulse counters (the "interrupt" only counts)
         self._frac = [0.0] * n       # sub-pulse remainder of the simulated flow
-        self.load_w = [0] * n        # what the EV would draw
+        self.load_w = [0] * n        # what the EV would draw at most (`power`)
+        self.ev_phases = [3] * n     # the car's phases (`phases`): a 1-phase car takes less
+        self.offer_a10 = [0] * n     # what the pilot offers (board.offer), tenths of A
+        self.dimmed = [False] * n    # the load-management / dimming contact (`dim`)
+        self.cable_a = [0] * n       # the cable's rating (proximity pilot), 0: none
         self.relay_on = [False] * n
         self.plugged = [False] * n
         self._drew = [False] * n     # the EV drew power since it was plugged in
@@ -87,6 +100,7 @@ class Board:
                 self.fixed[i] = bool(b & _HW_FIXED)
                 self.lock_ok[i] = not b & _HW_LOCK_FAILS
                 self.unlock_ok[i] = not b & _HW_UNLOCK_FAILS
+                self.cable_a[i] = b // _HW_AMPS
         except (OSError, ValueError):
             pass
 
@@ -125,19 +139,55 @@ class Board:
         """Energy register of connector n's meter, in Wh (never goes backwards)."""
         return self.pulses[n] * 1000 // self.imp_per_kwh
 
+    def draw_w(self, n):
+        """What the car draws: nothing unless the relay is closed and the pilot offers at
+        least 6 A; then what it wants (`power`), at most offered A x 230 V x its phases."""
+        a10 = self.offer_a10[n]
+        if not (self.relay_on[n] and self.plugged[n]) or a10 < 60:
+            return 0
+        return min(self.load_w[n], a10 * _VOLTS * self.ev_phases[n] // 10)
+
     def power_w(self, n):
-        return self.load_w[n] if self.relay_on[n] else 0
+        return self.draw_w(n)
 
     def current_a10(self, n):
-        """Current per phase in tenths of amperes (230 V phases)."""
-        return self.power_w(n) * 10 // (230 * self.phases)
+        """Current per phase in tenths of amperes (230 V phases, the car's phases)."""
+        return self.draw_w(n) * 10 // (_VOLTS * self.ev_phases[n])
 
     def voltage_v(self, n):
-        return 230
+        return _VOLTS
+
+    def offer(self, n, a10):
+        """The control pilot: offer the car a10 tenths of A (0: connected, no current)."""
+        if self.offer_a10[n] != a10:
+            self.offer_a10[n] = a10
+            self.log("sim: pilot %d offers %s A" % (n, _amps(a10)))
+
+    def offered_a10(self, n):
+        return self.offer_a10[n]
+
+    def offered_w(self, n):
+        return self.offer_a10[n] * _VOLTS * self.phases // 10
+
+    def max_a10(self, n):
+        """The cable's rating (`cable N AMPS`) capped by the breaker setting (--max-a)."""
+        a = self.max_a
+        if self.cable_a[n] and self.cable_a[n] < a:
+            a = self.cable_a[n]
+        return a * 10
+
+    def local_limited(self, n):
+        return self.dimmed[n]
+
+    def ev_state(self, n):
+        """IEC 61851-1 as the pilot reads it: A unplugged, C drawing, else B."""
+        if not self.plugged[n]:
+            return 0                        # EV_A
+        return 2 if self.draw_w(n) else 1  # EV_C, EV_B
 
     def ev_suspended(self, n):
-        """The EV drew power earlier in this session and now draws nothing: it paused."""
-        if self.relay_on[n] and self.load_w[n] > 0:
+        """The EV drew power earlier in this session and now wants nothing: it paused."""
+        if self.draw_w(n) > 0:
             self._drew[n] = True
         return self.relay_on[n] and self.plugged[n] and self._drew[n] and self.load_w[n] == 0
 
@@ -199,8 +249,10 @@ class Board:
             dt = ticks_diff(now, last) / 1000
             last = now
             for n in range(1, self.connectors + 1):
-                if self.relay_on[n] and self.load_w[n] > 0:
-                    f = self._frac[n] + self.load_w[n] * self.imp_per_kwh * dt / 3600000
+                w = self.draw_w(n)
+                if w > 0:
+                    self._drew[n] = True
+                    f = self._frac[n] + w * self.imp_per_kwh * dt / 3600000
                     whole = int(f)
                     self.pulses[n] += whole
                     self._frac[n] = f - whole
@@ -208,7 +260,7 @@ class Board:
     def _save_hw(self):
         hw = [(_HW_PLUGGED if self.plugged[i] else 0) | (_HW_FIXED if self.fixed[i] else 0)
               | (0 if self.lock_ok[i] else _HW_LOCK_FAILS)
-              | (0 if self.unlock_ok[i] else _HW_UNLOCK_FAILS)
+              | (0 if self.unlock_ok[i] else _HW_UNLOCK_FAILS) | self.cable_a[i] * _HW_AMPS
               for i in range(len(self.plugged))]
         with open(self._hw, "w") as f:
             f.write(json.dumps(hw))
@@ -262,9 +314,29 @@ class Board:
                 self.log("sim: card %s at connector %d" % (w[2], n))
                 self.app.swiped(n, w[2])
             elif c == "power" and len(w) == 3:
+                # What the car would draw at most; it takes what the pilot allows.
                 n = self._conn(w[1])
                 self.load_w[n] = max(0, int(w[2]))
                 self.log("sim: EV on connector %d draws %d W" % (n, self.load_w[n]))
+            elif c == "phases" and len(w) == 3 and w[2] in ("1", "3"):
+                n = self._conn(w[1])
+                self.ev_phases[n] = int(w[2])
+                self.log("sim: EV on connector %d charges on %s phase(s)" % (n, w[2]))
+            elif c == "limit" and len(w) == 3:
+                # The application's local maximum (cp.set_local_limit; 0: the charger),
+                # e.g. from a load manager; `off` clears it.
+                n = self._conn(w[1], True)
+                a = None if w[2] == "off" else int(float(w[2]) * 10)
+                if a is not None and a < 0:
+                    raise ValueError("AMPS >= 0")
+                self.app.cp.set_local_limit(n, a)
+                self.log("sim: local limit %d %s" % (n, w[2] if a is None else _amps(a) + " A"))
+            elif c == "dim" and len(w) == 3 and w[2] in ("on", "off"):
+                # The load-management / dimming contact (0: the whole charger): while on,
+                # LocalPowerLimit W applies (read by the firmware at its next tick).
+                n = self._conn(w[1], True)
+                self.dimmed[n] = w[2] == "on"
+                self.log("sim: dimming contact %d %s" % (n, w[2]))
             elif c == "stop" and len(w) in (2, 3):
                 n = self._conn(w[1])
                 reason = w[2] if len(w) == 3 else "Local"
@@ -309,6 +381,16 @@ class Board:
                 self.fixed[n] = w[2] == "fixed"
                 self._save_hw()
                 self.log("sim: connector %d has a %s cable" % (n, w[2]))
+            elif c == "cable" and len(w) == 3:
+                # The cable's current rating as its proximity resistor tells (0: none).
+                n = self._conn(w[1])
+                a = int(w[2])
+                if not 0 <= a <= 80:
+                    raise ValueError("AMPS 0..80")
+                self.cable_a[n] = a
+                self._save_hw()
+                self.log("sim: connector %d cable rated %d A" % (n, a))
+                self.app.cp.limits_changed()
             elif c in ("lock", "unlock") and len(w) == 3 and w[2] in ("ok", "fail"):
                 # How the lock behaves from now on, at the next transaction start
                 # (lock) or UnlockConnector / EV-side disconnect (unlock).
@@ -357,4 +439,4 @@ def from_args(opts, log=print):
     return Board(connectors=int(opts.get("connectors", 1)),
                  imp_per_kwh=int(opts.get("imp", 1000)),
                  state=opts.get("state", "state"), log=log,
-                 flash_kb=int(opts.get("flash-kb", 0)))
+                 flash_kb=int(opts.get("flash-kb", 0)), max_a=int(opts.get("max-a", 32)))

@@ -48,7 +48,11 @@ _PROFILES = (("TriggerMessage", "ocpp16.trigger", "trigger_message"),
              ("SendLocalList", "ocpp16.locallist", "send_local_list"),
              ("GetLocalListVersion", "ocpp16.locallist", "get_local_list_version"),
              ("ReserveNow", "ocpp16.reservations", "reserve_now"),
-             ("CancelReservation", "ocpp16.reservations", "cancel_reservation"))
+             ("CancelReservation", "ocpp16.reservations", "cancel_reservation"),
+             ("GetDiagnostics", "ocpp16.diagnostics", "get_diagnostics"),
+             ("SetChargingProfile", "ocpp16.chargingprofile", "set_charging_profile"),
+             ("ClearChargingProfile", "ocpp16.chargingprofile", "clear_charging_profile"),
+             ("GetCompositeSchedule", "ocpp16.chargingprofile", "get_composite_schedule"))
 
 
 class ChargePoint:
@@ -142,6 +146,8 @@ class ChargePoint:
         cfg.on_change(self._config_changed)
         if store.exists(state + "/resv.json"):
             self.part("reservations").tick(True)   # kept on flash: Reserved again
+        if store.exists(state + "/chargingprofiles.json"):
+            self.part("smartcharging")              # profiles kept on flash act again
 
     # -- application API ------------------------------------------------------------------
     def set_status(self, n, state, error=b"NoError", info=None):
@@ -371,6 +377,21 @@ class ChargePoint:
         rv = self.part("reservations", False)
         return rv.list() if rv else []
 
+    def set_local_limit(self, n, a10=None):
+        """A local maximum for connector n (0: the whole charger, shared by the connectors
+        that draw), in tenths of A; None clears it.  Combined with the OCPP limit and
+        the board's: the lower wins (offer.py).  Below 6 A the session pauses."""
+        self.part("offer").set_local(n, a10)
+
+    def limits_changed(self):
+        """A limit changed (profiles, a board maximum): the offered current is computed
+        again at the next tick."""
+        off = self.part("offer", False)
+        if off is None and self.tx.active.count(None) < self.connectors + 1:
+            off = self.part("offer")    # a session runs: it must follow the new limit
+        if off:                 # else computed when the next session makes it
+            off.changed()
+
     # -- queries used by handlers and sessions -------------------------------------------
     def unavailable(self, n):
         return self.inoperative[0] or self.inoperative[n]
@@ -556,6 +577,12 @@ class ChargePoint:
                 await self._do_reset()
             if self.rpc.online and link.due(self) or not self._ticks % 10:
                 self._wake.set()        # (every 2 s anyway: the sender checks in)
+            if not self._ticks % 300:
+                # A log kept on flash (diaglog.py) is written there at least every
+                # minute: from here rather than from a task of its own.
+                fl = getattr(self.log, "flush", None)
+                if fl:
+                    fl()
             self._ticks += 1
 
     def _apply_pending_availability(self):

@@ -27,7 +27,7 @@ W = const(2)     # write-only (secrets)
 
 # Measurands a board may offer; boards pass the subset they really supply.
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import",
-              "Voltage", "Current.Offered", "Temperature", "SoC")
+              "Voltage", "Current.Offered", "Power.Offered", "Temperature", "SoC")
 
 # name: (type, access, default, min, max, reboot_required)
 # For CSL keys `max` is the maximum number of items.
@@ -62,8 +62,8 @@ KEYS = {
     "StopTxnAlignedDataMaxLength": (INT, R, 4, 0, 0, 0),
     "StopTxnSampledData": (CSL, RW, "", 0, 4, 0),
     "StopTxnSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
-    "SupportedFeatureProfiles": (STR, R, "Core,LocalAuthListManagement,Reservation,RemoteTrigger",
-                                 0, 0, 0),
+    "SupportedFeatureProfiles": (STR, R, "Core,LocalAuthListManagement,Reservation,"
+                                 "RemoteTrigger,SmartCharging", 0, 0, 0),
     "SupportedFeatureProfilesMaxLength": (INT, R, 6, 0, 0, 0),
     "TransactionMessageAttempts": (INT, RW, 3, 1, 100, 0),
     "TransactionMessageRetryInterval": (INT, RW, 60, 0, 86400, 0),
@@ -76,6 +76,21 @@ KEYS = {
     "SendLocalListMaxLength": (INT, R, 20, 0, 0, 0),
     # Reservation (reservations.py)
     "ReserveConnectorZeroSupported": (BOOL, R, True, 0, 0, 0),
+    # SmartCharging (smartcharging.py): the limits of what is stored
+    "ChargeProfileMaxStackLevel": (INT, R, 8, 0, 0, 0),
+    "ChargingScheduleAllowedChargingRateUnit": (STR, R, "Current,Power", 0, 0, 0),
+    "ChargingScheduleMaxPeriods": (INT, R, 24, 0, 0, 0),
+    "MaxChargingProfilesInstalled": (INT, R, 10, 0, 0, 0),
+    "ConnectorSwitch3to1PhaseSupported": (BOOL, R, False, 0, 0, 0),
+    # Vendor: the nominal voltage for W <-> A, and the power a load-management or dimming
+    # contact caps the charger at while it is active (offer.py).
+    "NominalVoltage": (INT, RW, 230, 100, 480, 0),
+    "LocalPowerLimit": (INT, RW, 4200, 0, 1000000, 0),
+    # FirmwareManagement, diagnostics (diagnostics.py, transfer.py; diaglog.py): the
+    # protocols GetDiagnostics can upload with (HTTPS: with a CA bundle); the size of
+    # the diagnostics log ring on flash (vendor key).
+    "SupportedFileTransferProtocols": (STR, R, "FTP,HTTP,HTTPS", 0, 0, 0),
+    "DiagnosticsLogKB": (INT, RW, 32, 4, 1024, 0),
     # Security whitepaper (profiles 1 and 2)
     "AuthorizationKey": (STR, W, "", 1, 40, 0),
     "SecurityProfile": (INT, RW, 0, 0, 2, 1),

@@ -108,9 +108,13 @@ def remote_start(cp, p):
     tag = field(p, "idTag", str, maxlen=20)
     if not tag:
         raise CallError("PropertyConstraintViolation", "idTag is empty")
-    n = field(p, "connectorId", int, False)
-    if field(p, "chargingProfile", dict, False) is not None:
-        return {"status": "Rejected"}   # Smart Charging is not supported
+    n = field(p, "connectorId", int, False) if p.get("connectorId") is not None else None
+    prof = None
+    if p.get("chargingProfile") is not None:     # JSON null = absent
+        from ocpp16.chargingprofile import remote_profile
+        prof = remote_profile(cp, field(p, "chargingProfile", dict))
+        if prof is None:
+            return {"status": "Rejected"}        # not a TxProfile (TC_060), or not valid
     if not cp.registered:
         # Not allowed before the boot is Accepted (spec 4.2); Accepted and then dropped
         # would be worse than a clear Rejected.
@@ -126,6 +130,8 @@ def remote_start(cp, p):
         n = rv.remote_connector(n, tag)      # the tag's reserved connector, if it has one
         if rv.admit(n, tag, None, True) is False:
             return {"status": "Rejected"}    # reserved for another tag (no group to learn)
+    if prof is not None and not cp.part("smartcharging").pending(n, tag, prof):
+        return {"status": "Rejected"}        # beyond the profile limits
     cp.remote_start(n, tag)
     return {"status": "Accepted"}
 

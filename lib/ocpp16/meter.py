@@ -19,7 +19,8 @@ _UNITS = {
     "Power.Active.Import": (b"W", "power_w"),
     "Current.Import": (b"A", "current_a10"),     # board returns tenths of amperes
     "Voltage": (b"V", "voltage_v"),
-    "Current.Offered": (b"A", "offered_a10"),
+    "Current.Offered": (b"A", "offered_a10"),    # what the pilot offers the car (offer.py)
+    "Power.Offered": (b"W", "offered_w"),
     "Temperature": (b"Celsius", "temperature_c"),
     "SoC": (b"Percent", "soc"),
 }

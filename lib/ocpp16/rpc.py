@@ -65,6 +65,8 @@ def field(p, name, typ, required=True, maxlen=0):
             raise CallError("OccurenceConstraintViolation", "missing " + name)
         return None
     v = p[name]
+    if v is None and not required:
+        return None     # an optional field sent as null is absent (central systems do it)
     if typ is int:
         ok = isinstance(v, int) and not isinstance(v, bool)
     elif typ is float:

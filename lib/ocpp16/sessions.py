@@ -43,6 +43,16 @@ class Sessions:
             return C.RESERVED
         return C.PREPARING if self.plugged[n] else C.AVAILABLE
 
+    def _offer(self):
+        # The offered-current component, made once a pilot, a contact or a profile is in
+        # play: a charger with none of them never imports offer.py.
+        cp = self.cp
+        off = cp.part("offer", False)
+        if off is None and (hasattr(cp.board, "offer") or hasattr(cp.board, "local_limited")
+                            or cp.part("smartcharging", False)):
+            off = cp.part("offer")
+        return off
+
     def _idle(self, n):
         self.authorized[n] = None
         self.cp.board.relay(n, False)
@@ -226,6 +236,9 @@ class Sessions:
         cp.tx.begin(n, tag, parent, reservation)
         if reservation is not None and rv and self._tx(n) is not None:
             rv.used(reservation)                     # the reservation ends (§5.13)
+        sc = cp.part("smartcharging", False)
+        if sc and self._tx(n) is not None:
+            sc.tx_started(n)                         # a Relative profile starts now
         self._next_sample[n] = ticks_add(ticks_ms(), cp.cfg.get("MeterValueSampleInterval") * 1000)
         self._charging_state(n)
 
@@ -234,12 +247,17 @@ class Sessions:
         tx = self._tx(n)
         allowed = tx is not None and (tx.get("auth") == "Accepted" or "cap" in tx) \
             and self.plugged[n] and not cp.unavailable(n) and not cp.faulted(n)
-        cp.board.relay(n, allowed)
+        # The offered current (offer.py): below 6 A the session pauses.  A board with a
+        # pilot keeps the relay as the session allows and offers the car no current;
+        # without a pilot, opening the relay is the only way to stop the energy.
+        off = self._offer() if tx is not None else cp.part("offer", False)
+        ok = off.session(n, allowed) if off else allowed
+        cp.board.relay(n, allowed if hasattr(cp.board, "offer") else ok)
         if tx is None:
             return
         if not self.plugged[n]:
             cp.set_status(n, C.SUSPENDED_EV, info="EV side disconnected")
-        elif not allowed:
+        elif not ok:
             cp.set_status(n, C.SUSPENDED_EVSE)
         else:
             cp.set_status(n, C.CHARGING)
@@ -251,6 +269,12 @@ class Sessions:
             return False
         cp.board.relay(n, False)
         cp.tx.end(n, reason, tag, meter_stop)
+        sc = cp.part("smartcharging", False)
+        if sc:
+            sc.tx_ended(n)                           # its TxProfile ends with it
+        off = cp.part("offer", False)
+        if off:
+            off.session(n, False)                    # no current; the others' share grows
         # Finishing in any case (TC_005, TC_012, TC_016); without the cable it lasts only
         # until the central system has seen it (tick).
         cp.set_status(n, C.FINISHING)
@@ -284,6 +308,9 @@ class Sessions:
         rv = cp.part("reservations", False)
         if rv:
             rv.tick()       # expiry, and the Reserved statuses
+        off = cp.part("offer", False)
+        if off:
+            off.tick()      # the offered current: limits, contacts, period boundaries
         for n in range(1, cp.connectors + 1):
             if cp.status[n] == C.FINISHING and not self.plugged[n] and \
                     (cp.reported[n] == C.FINISHING or not cp.rpc.online):

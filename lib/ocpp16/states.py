@@ -36,3 +36,12 @@ ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure
 LINK_DOWN = const(0)              # offline: the link is gone, or attempts to make it fail
 LINK_CONNECTING = const(1)        # a first attempt (at power-on, after the link was lost)
 LINK_UP = const(2)
+
+# The car's state as a control pilot reads it (IEC 61851-1), board.ev_state(n)
+EV_A = const(0)                   # no EV connected (12 V)
+EV_B = const(1)                   # connected, not charging (9 V)
+EV_C = const(2)                   # charging (6 V)
+EV_D = const(3)                   # charging, ventilation required (3 V)
+EV_E = const(4)                   # no pilot: shorted or no supply (0 V)
+EV_F = const(5)                   # error (-12 V, or the EV's diode missing)
+MIN_OFFER_A10 = const(60)         # below 6.0 A nothing is offered: the session pauses

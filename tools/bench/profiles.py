@@ -25,6 +25,15 @@ STEPS = (
          {"idTag": "LIST-A", "idTagInfo": {"status": "Accepted"}},
          {"idTag": "LIST-B", "idTagInfo": {"status": "Blocked"}}]}),
       ("GetLocalListVersion", {}))),
+    ("SmartCharging: SetChargingProfile (TxDefaultProfile, 3 periods), GetCompositeSchedule",
+     (("SetChargingProfile", {"connectorId": 0, "csChargingProfiles": {
+         "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+         "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+         "startSchedule": "2026-01-01T00:00:00Z", "chargingSchedule": {
+             "chargingRateUnit": "A", "chargingSchedulePeriod": [
+                 {"startPeriod": 0, "limit": 16}, {"startPeriod": 28800, "limit": 10},
+                 {"startPeriod": 64800, "limit": 32}]}}}),
+      ("GetCompositeSchedule", {"connectorId": 1, "duration": 3600}))),
     ("Reservation: ReserveNow, CancelReservation",
      (("ReserveNow", {"connectorId": 1, "expiryDate": "2099-01-01T00:00:00Z",
                       "idTag": "RES", "reservationId": 1}),
@@ -69,6 +78,33 @@ def locallist(binary):
                                            if not l.startswith("{")]
 
 
+def sigverify(binary):
+    """Ed25519 verification of an update bundle's digest (tools/bench/sigverify.py)."""
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    p = subprocess.run([binary, "-X", "heapsize=1M", str(ROOT / "tools" / "bench" / "sigverify.py")],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=600)
+    last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+    if p.returncode or not last.startswith("{"):
+        print(p.stdout[-2000:])
+        raise SystemExit("bench: tools/bench/sigverify.py failed")
+    return json.loads(last)
+
+
+def smartcharging(binary):
+    """10 stored profiles and the limit's recomputation (tools/bench/smartcharging.py)."""
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    p = subprocess.run([binary, "-X", "heapsize=1M",
+                        str(ROOT / "tools" / "bench" / "smartcharging.py")],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=600)
+    last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+    if p.returncode or not last.startswith("{"):
+        print(p.stdout[-2000:])
+        raise SystemExit("bench: tools/bench/smartcharging.py failed")
+    return json.loads(last)["smartcharging"]
+
+
 def profiles():
     fz = figures.frozen_binary()
     env = {"MICROPYTHON": fz, "MPOCPP_CODE": "frozen"}
@@ -87,7 +123,21 @@ def profiles():
     for l in lines:
         if re.match(r"locallist|SendLocalList", l):
             print("  " + l)
-    return {"heap": rows, "locallist": ll}
+    print()
+    sv = sigverify(fz)
+    print("Update signature (Ed25519, pure MicroPython), 32-bit frozen build: %.1f ms per "
+          "verification, %d yields, longest step %d us, module %d B resident, %d KB of "
+          "garbage per verification" % (sv["verify_ms"], sv["yields"], sv["longest_step_us"],
+                                        sv["heap_resident_bytes"],
+                                        sv["heap_allocated_per_verify_bytes"] // 1024))
+    sc = smartcharging(fz)
+    print("SmartCharging, 32-bit frozen build: %d profiles of %d periods held in %d B "
+          "(file %d B); the limit recomputed at a period boundary in %.0f us, %d B "
+          "allocated; a day's composite in %.0f us, %d B" % (
+              sc["profiles"], sc["periods"], sc["heap_held"], sc["file_bytes"],
+              sc["limit_us"], sc["limit_alloc"], sc["composite_day_us"],
+              sc["composite_day_alloc"]))
+    return {"heap": rows, "locallist": ll, "sigverify": sv, "smartcharging": sc}
 
 
 def table(res):
@@ -104,4 +154,18 @@ def table(res):
             "{:,}".format(r["entries"]), r["lookup_hit_ms"], r["lookup_miss_ms"],
             r["lookup_alloc_b"], r["lookup_miss_alloc_b"], r["diff20_ms"],
             r["file_bytes"] / 1024))
+    sc = res.get("smartcharging")
+    if sc:
+        t += ["", "SmartCharging (32-bit frozen): %d stored profiles of %d periods hold %.1f KB "
+              "of heap; recomputing the limit at a period boundary takes %.0f us and "
+              "allocates %d B; a day's composite schedule %.1f ms, %d B." % (
+                  sc["profiles"], sc["periods"], sc["heap_held"] / 1024, sc["limit_us"],
+                  sc["limit_alloc"], sc["composite_day_us"] / 1000, sc["composite_day_alloc"])]
+    sv = res.get("sigverify")
+    if sv:
+        t += ["", "Update signature check (Ed25519 in pure MicroPython, 32-bit frozen build on "
+              "this host): %.1f ms per verification in %d slices (longest %.1f ms), %.1f KB "
+              "resident once used." % (sv["verify_ms"], sv["yields"],
+                                       sv["longest_step_us"] / 1000,
+                                       sv["heap_resident_bytes"] / 1024)]
     return "\n".join(t)

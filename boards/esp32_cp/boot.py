@@ -1,0 +1,1 @@
+../esp32_s0/boot.py
