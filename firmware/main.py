@@ -12,12 +12,69 @@ the charger restarts, and a crash loop ends in safe mode (firmware/crash.py).
 A Reset from the central system ends the run with REBOOT: the device reboots for real;
 the simulator restarts the firmware in the same process with fresh modules and RAM
 state, reading everything back from the state directory, as after a reboot.
+
+Before each power-on, select_slot() puts the application slot an update installed
+(<state>/app/a or b, lib/ocpp16/firmware.py) first on sys.path, or rolls a slot on trial
+back; without one the built-in code (frozen, or deployed at the root) runs.
 """
 import sys
 import asyncio
 
 _board = None       # the board of the running power-on: its relays open whatever happens
 _log = print        # its log: the console and the diagnostics log on flash (diaglog.py)
+_slot = None        # (directory, version) of the application slot this power-on runs
+TRIAL_BOOTS = 2     # boots a new slot gets to reach BootNotification Accepted
+
+
+def _write(path, text):
+    # tmp + rename as store.atomic_write (the slot's store may be the broken part)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    import os
+    os.rename(path + ".tmp", path)
+
+
+def select_slot(root):
+    """Boot code (kept tiny, no import from a slot): put the active application slot
+    (lib/ocpp16/firmware.py installs them) first on sys.path.  A slot on trial gets
+    TRIAL_BOOTS boots, then the previous one runs again; a slot that is not complete
+    (no bundle.json) is skipped.  None: the built-in (frozen or checkout) code."""
+    global _slot
+    while sys.path and _slot and sys.path[0].startswith(_slot[0]):
+        sys.path.pop(0)                 # the previous power-on's slot
+    _slot = None
+    import json
+    try:
+        with open(root + "/boot.json") as f:
+            p = json.load(f)
+        t = p.get("trial")
+        if t is not None:
+            if t >= TRIAL_BOOTS:
+                print("boot: slot %s (%s) failed %d boots; back to %s"
+                      % (p.get("active"), p.get("version"), t, p.get("prev") or "built-in"))
+                p = {"active": p.get("prev"), "prev": None, "trial": None,
+                     "version": p.get("was"), "failed": p.get("version")}
+            else:
+                p["trial"] = t + 1
+            _write(root + "/boot.json", json.dumps(p))
+    except Exception as e:      # no pointer (never updated) or a torn one
+        if not isinstance(e, OSError):
+            print("boot: slot pointer: %r; built-in code" % e)
+        return None
+    for s in (p.get("active"), p.get("prev")):
+        if s:
+            d = root + "/" + s
+            try:
+                with open(d + "/bundle.json") as f:
+                    v = json.load(f)["version"]
+            except Exception:   # an incomplete slot: the next choice
+                print("boot: slot %s is not complete; skipped" % s)
+                continue
+            sys.path.insert(0, d)
+            sys.path.insert(0, d + "/lib")
+            _slot = (d, v)
+            return _slot
+    return None
 
 
 def parse_args(argv):
@@ -51,6 +108,9 @@ def tls_context(path, log):
 def boot_once(opts):
     """One power-on: returns the charge point's exit code."""
     global _board, _log
+    if _slot:
+        from ocpp16 import states
+        states.VERSION = _slot[1]       # the bundle's version, in BootNotification
     import board
     import crash
     from ocpp16 import config, store
@@ -132,10 +192,17 @@ def main(argv=None):
         getattr(asyncio, name)
     while True:
         try:
+            # <state>/app (firmware.slots); the board, whose STATE is the default state
+            # directory, is not imported yet (it may come from the slot): its defaults.
+            select_slot(opts.get("state", "state" if sys.platform == "linux" else "/state")
+                        .rstrip("/") + "/app")
             code = boot_once(opts)
         except Exception as e:
-            import crash
-            crash.record(opts.get("state", "state"), e, log=_log)
+            try:
+                import crash
+                crash.record(opts.get("state", "state"), e, log=_log)
+            except Exception as e2:     # a slot whose crash.py is broken too
+                print("crash: %r, then %r" % (e, e2))
             e = None        # its traceback holds the whole charge point: let it go
             code = 75
             _pause_after_crash()

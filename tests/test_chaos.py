@@ -625,7 +625,7 @@ def _chaos_run(start_csms, start_sim, tmp_path, seconds, connectors, seed, max_s
 
 
 def test_link_chaos(start_csms, start_sim, tmp_path):
-    seconds = int(os.environ.get("MPOCPP_CHAOS_SECONDS", "45"))
+    seconds = int(os.environ.get("MPOCPP_CHAOS_SECONDS", "30"))
     _chaos_run(start_csms, start_sim, tmp_path, seconds, connectors=2,
                seed=_seed(1), max_sessions=20)
 

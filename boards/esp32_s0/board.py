@@ -204,6 +204,12 @@ class Board:
     state: the state directory; log: a print-like function.
     """
     name = "esp32_s0"
+    try:
+        # The OTA partitions, for full-image updates (lib/ocpp16/fwimage.py): handed in
+        # by the board, as lib/ never imports esp32.  None on a build without them.
+        from esp32 import Partition
+    except ImportError:
+        Partition = None
     maintenance = False        # this boot is in maintenance mode (set by start)
     maintenance_ms = 600000    # a running maintenance boot ends after this (10 min)
 

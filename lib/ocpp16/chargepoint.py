@@ -52,6 +52,7 @@ _PROFILES = (("TriggerMessage", "ocpp16.trigger", "trigger_message"),
              ("ReserveNow", "ocpp16.reservations", "reserve_now"),
              ("CancelReservation", "ocpp16.reservations", "cancel_reservation"),
              ("GetDiagnostics", "ocpp16.diagnostics", "get_diagnostics"),
+             ("UpdateFirmware", "ocpp16.firmware", "update_firmware"),
              ("SetChargingProfile", "ocpp16.chargingprofile", "set_charging_profile"),
              ("ClearChargingProfile", "ocpp16.chargingprofile", "clear_charging_profile"),
              ("GetCompositeSchedule", "ocpp16.chargingprofile", "get_composite_schedule"))
@@ -384,6 +385,8 @@ class ChargePoint(Connectors):
         tasks = [asyncio.create_task(link.keep(self, "ticker", ChargePoint._ticker)),
                  asyncio.create_task(link.keep(self, "sender", link.sender)),
                  asyncio.create_task(link.keep(self, "link", link.link))]
+        if store.exists(self.state + "/fw.json"):   # an update in progress: it goes on
+            self.part("firmware").resume()
         await self._done.wait()
         asyncio.get_event_loop().set_exception_handler(None)
         import gc

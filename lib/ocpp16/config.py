@@ -63,7 +63,7 @@ KEYS = {
     "StopTxnSampledData": (CSL, RW, "", 0, 4, 0),
     "StopTxnSampledDataMaxLength": (INT, R, 4, 0, 0, 0),
     "SupportedFeatureProfiles": (STR, R, "Core,LocalAuthListManagement,Reservation,"
-                                 "RemoteTrigger,SmartCharging", 0, 0, 0),
+                                 "RemoteTrigger,SmartCharging,FirmwareManagement", 0, 0, 0),
     "SupportedFeatureProfilesMaxLength": (INT, R, 6, 0, 0, 0),
     "TransactionMessageAttempts": (INT, RW, 3, 1, 100, 0),
     "TransactionMessageRetryInterval": (INT, RW, 60, 0, 86400, 0),

@@ -29,7 +29,8 @@ STEPS = (
      (("SetChargingProfile", {"connectorId": 0, "csChargingProfiles": {
          "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
          "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
-         "startSchedule": "2026-01-01T00:00:00Z", "chargingSchedule": {
+         "chargingSchedule": {
+             "startSchedule": "2026-01-01T00:00:00Z",
              "chargingRateUnit": "A", "chargingSchedulePeriod": [
                  {"startPeriod": 0, "limit": 16}, {"startPeriod": 28800, "limit": 10},
                  {"startPeriod": 64800, "limit": 32}]}}}),
