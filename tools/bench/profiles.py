@@ -126,11 +126,12 @@ def profiles():
             print("  " + l)
     print()
     sv = sigverify(fz)
+    garbage = sv.get("heap_allocated_per_verify_bytes")
     print("Update signature (Ed25519, pure MicroPython), 32-bit frozen build: %.1f ms per "
-          "verification, %d yields, longest step %d us, module %d B resident, %d KB of "
+          "verification, %d yields, longest step %d us, module %d B resident, %s of "
           "garbage per verification" % (sv["verify_ms"], sv["yields"], sv["longest_step_us"],
-                                        sv["heap_resident_bytes"],
-                                        sv["heap_allocated_per_verify_bytes"] // 1024))
+                                        sv["heap_resident_bytes"], "-" if garbage is None
+                                        else "%d KB" % (garbage // 1024)))
     sc = smartcharging(fz)
     print("SmartCharging, 32-bit frozen build: %d profiles of %d periods held in %d B "
           "(file %d B); the limit recomputed at a period boundary in %.0f us, %d B "
