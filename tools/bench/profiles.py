@@ -65,45 +65,19 @@ def profile_heap(env):
             sim.stop()
 
 
-def locallist(binary):
+def run_script(binary, name, heap="1M"):
+    """Run tools/bench/<name>.py on `binary` with the frozen code: (its JSON line, the
+    other lines it printed)."""
     env = dict(os.environ, MICROPYPATH=".frozen")
-    p = subprocess.run([binary, "-X", "heapsize=512K",
-                        str(ROOT / "tools" / "bench" / "locallist.py")],
+    p = subprocess.run([binary, "-X", "heapsize=" + heap,
+                        str(ROOT / "tools" / "bench" / (name + ".py"))],
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True, timeout=600)
     last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     if p.returncode or not last.startswith("{"):
         print(p.stdout[-2000:])
-        raise SystemExit("bench: tools/bench/locallist.py failed")
-    return json.loads(last)["locallist"], [l for l in p.stdout.splitlines()
-                                           if not l.startswith("{")]
-
-
-def sigverify(binary):
-    """Ed25519 verification of an update bundle's digest (tools/bench/sigverify.py)."""
-    env = dict(os.environ, MICROPYPATH=".frozen")
-    p = subprocess.run([binary, "-X", "heapsize=1M", str(ROOT / "tools" / "bench" / "sigverify.py")],
-                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=600)
-    last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    if p.returncode or not last.startswith("{"):
-        print(p.stdout[-2000:])
-        raise SystemExit("bench: tools/bench/sigverify.py failed")
-    return json.loads(last)
-
-
-def smartcharging(binary):
-    """10 stored profiles and the limit's recomputation (tools/bench/smartcharging.py)."""
-    env = dict(os.environ, MICROPYPATH=".frozen")
-    p = subprocess.run([binary, "-X", "heapsize=1M",
-                        str(ROOT / "tools" / "bench" / "smartcharging.py")],
-                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=600)
-    last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    if p.returncode or not last.startswith("{"):
-        print(p.stdout[-2000:])
-        raise SystemExit("bench: tools/bench/smartcharging.py failed")
-    return json.loads(last)["smartcharging"]
+        raise SystemExit("bench: tools/bench/%s.py failed" % name)
+    return json.loads(last), [l for l in p.stdout.splitlines() if not l.startswith("{")]
 
 
 def profiles():
@@ -120,19 +94,20 @@ def profiles():
     print()
     print("Local Authorization List on flash, 32-bit frozen build (tmpfs: flash writes on "
           "an ESP32 are slower):")
-    ll, lines = locallist(fz)
+    ll, lines = run_script(fz, "locallist", "512K")
+    ll = ll["locallist"]
     for l in lines:
         if re.match(r"locallist|SendLocalList", l):
             print("  " + l)
     print()
-    sv = sigverify(fz)
+    sv = run_script(fz, "sigverify")[0]      # Ed25519 of an update bundle's digest
     garbage = sv.get("heap_allocated_per_verify_bytes")
     print("Update signature (Ed25519, pure MicroPython), 32-bit frozen build: %.1f ms per "
           "verification, %d yields, longest step %d us, module %d B resident, %s of "
           "garbage per verification" % (sv["verify_ms"], sv["yields"], sv["longest_step_us"],
                                         sv["heap_resident_bytes"], "-" if garbage is None
                                         else "%d KB" % (garbage // 1024)))
-    sc = smartcharging(fz)
+    sc = run_script(fz, "smartcharging")[0]["smartcharging"]   # 10 profiles, the limit
     print("SmartCharging, 32-bit frozen build: %d profiles of %d periods held in %d B "
           "(file %d B); the limit recomputed at a period boundary in %.0f us, %d B "
           "allocated; a day's composite in %.0f us, %d B" % (
