@@ -27,6 +27,7 @@ class Sessions:
         self._next_aligned = 0           # unix time of the next clock-aligned boundary
         self._saved_at = ticks_ms()
         self._early = []                 # [tag, done, deadline]: waiting for registration
+        self._list_looked = False        # the local list file was looked for (_cached)
 
     # -- helpers --------------------------------------------------------------------------
     def _tx(self, n):
@@ -92,7 +93,11 @@ class Sessions:
         cp = self.cp
         if cp.cfg.get("LocalAuthListEnabled"):
             ll = cp.part("locallist", False)
-            if ll is None:
+            if ll is None and not self._list_looked:
+                # Once per boot: a list stored before it is on flash; a later one comes
+                # with SendLocalList, which makes the component.  (Not a stat per
+                # authorisation and per Start/Stop answer.)
+                self._list_looked = True
                 from ocpp16 import store
                 if store.exists(cp.state + "/locallist.bin"):
                     ll = cp.part("locallist")

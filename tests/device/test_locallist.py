@@ -325,6 +325,7 @@ class _CP:
 class _S:
     def __init__(self, cp):
         self.cp = cp
+        self._list_looked = False       # as Sessions at boot
 
 
 def test_sessions_lookup_order_and_no_import_without_a_list():
@@ -344,6 +345,7 @@ def test_sessions_lookup_order_and_no_import_without_a_list():
     ll = lf.LocalList(d + "/locallist.bin", 5000, log=_quiet)
     assert _run(ll.update(True, 1, [_rec("C", "Blocked"), _rec("L", "Accepted", 0, b"G")])) \
         == "Accepted"
+    s = _S(cp)                  # the reboot: the file is looked for once per boot
     assert Sessions._cached(s, "C") == ("Blocked", None)
     assert "ocpp16.locallist" in sys.modules
     assert Sessions._cached(s, "L") == ("Accepted", "G")
