@@ -46,15 +46,18 @@ def free_port():
 class EnvSim(Sim):
     """tools/sim with extra environment variables (e.g. MPOCPP_KILL_AFTER_WRITES)."""
 
-    def __init__(self, csms_url, cp_id="CP1", state=None, connectors=1, extra=(), env=None):
+    def __init__(self, csms_url, cp_id="CP1", state=None, connectors=1, extra=(), env=None,
+                 root=ROOT):
+        # root: the checkout whose tools/sim (and code) runs; another release's tree for
+        # the state that release leaves behind (tests/fixtures/make_state.py).
         self.cp_id = cp_id
         self.state = str(state)
-        args = [str(ROOT / "tools" / "sim"), "--csms", csms_url, "--id", cp_id,
+        args = [str(Path(root) / "tools" / "sim"), "--csms", csms_url, "--id", cp_id,
                 "--state", self.state, "--connectors", str(connectors)] + list(extra)
         e = dict(os.environ)
         e.pop("MPOCPP_KILL_AFTER_WRITES", None)
         e.update(env or {})
-        self.proc = subprocess.Popen(args, cwd=str(ROOT), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(args, cwd=str(root), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      bufsize=0, env=e)
         self.lines = []
