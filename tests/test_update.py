@@ -154,11 +154,14 @@ def test_tc044_2_download_fails(start_csms, start_sim, http_server, tmp_path, ke
 
 
 @pytest.mark.parametrize("bad", ["other key", "unsigned", "byte changed", "no key",
-                                 "wrong board"])
+                                 "wrong board", "older"])
 def test_tc044_3_refused_bundle_installation_failed(
         start_csms, start_sim, http_server, tmp_path, key, bad):
+    # "older": signed with the charger's key, but older than the running 0.2.0 (a replayed
+    # old bundle would bring back what a later one fixed).
     srv = http_server()
-    data = make_bundle("6.6.6-bad", Ed25519PrivateKey.generate() if bad == "other key"
+    data = make_bundle("0.1.9" if bad == "older" else "6.6.6-bad",
+                       Ed25519PrivateKey.generate() if bad == "other key"
                        else None if bad == "unsigned" else key,
                        board="esp32_s0" if bad == "wrong board" else "unix_sim")
     if bad == "byte changed":
@@ -172,7 +175,8 @@ def test_tc044_3_refused_bundle_installation_failed(
     assert _fw(w, 3) == ["Downloading", "Downloaded", "InstallationFailed"]
     sim.wait_line(r"firmware: bundle refused: " + {
         "other key": "unknown key", "unsigned": "unsigned", "byte changed": "corrupt",
-        "no key": "no key installed", "wrong board": "wrong board"}[bad])
+        "no key": "no key installed", "wrong board": "wrong board",
+        "older": r"downgrade: version 0\.1\.9 is older than the running 0\.2\.0"}[bad])
     # Still the old version, nothing switched, and it keeps running.
     assert not (st / "app" / "boot.json").exists() and not (st / "fw.json").exists()
     assert w.new("BootNotification") == []

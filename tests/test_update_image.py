@@ -84,7 +84,7 @@ async def cut_after_set_boot():
     Partition("ota_1").writeblocks(0, bytearray(4096))
     Partition("ota_1").set_boot()
     store.atomic_write(state + "/fw.json", json.dumps({"ph": "inst", "was": "ota_0",
-                                                       "ver": "img-2.0"}))
+                                                       "ver": "2.0.0-img"}))
     out["running"] = Partition.reset()
     cp, p = job()
     cp.registered = True
@@ -149,7 +149,7 @@ def _run(tmp_path, scenario, corrupt=False, trial_s=None):
     (st / "update.pub").write_bytes(_raw(key))
     img = os.urandom(3 * 4096 + 123)
     (st / "image.bin").write_bytes(img)
-    data = bytearray(bt.build([(st / "image.bin", "micropython.bin")], "img-2.0", "esp32_s0",
+    data = bytearray(bt.build([(st / "image.bin", "micropython.bin")], "2.0.0-img", "esp32_s0",
                               key))
     if corrupt:
         data[-200] ^= 1

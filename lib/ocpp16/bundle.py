@@ -15,7 +15,9 @@ is refused.
     # raise BundleError: e.reason is one of the REASON constants, str(e) a log line
 
 `verify` checks, in order: a key is installed, the layout, signed at all, signed with a
-key the charger knows, the board and the .mpy version, the SHA-256 over the file, the
+key the charger knows, the board and the .mpy version, not older than the running
+version (`running`: a signed old bundle replayed must not bring back what a newer one
+fixed; see newer_or_same), the SHA-256 over the file, the
 signature.  Only then may the caller `unpack`, which empties the target, writes each file
 checking its own SHA-256, and writes <target>/bundle.json last (SLOT_INFO: its presence
 means "complete").  Both are step generators run cooperatively (ocpp16.sigverify.run).
@@ -40,6 +42,7 @@ BAD_SIGNATURE = "bad signature"
 CORRUPT = "corrupt"
 WRONG_BOARD = "wrong board"
 INCOMPATIBLE = "incompatible"      # .mpy files this MicroPython cannot import
+DOWNGRADE = "downgrade"            # older than the running version
 WRITE_FAILED = "write failed"      # flash full or failing while unpacking
 
 _MAGIC = b"OCPB"
@@ -125,9 +128,39 @@ def _entry(f):
     return path, size, _read(f, 32)
 
 
-def _check_target(info, board):
+def _numbers(v):
+    # "1.4.0-rc2" -> [1, 4, 0]: the dotted numbers at the front; the rest is a label.
+    out = []
+    n = None
+    for c in v:
+        if "0" <= c <= "9":
+            n = (n or 0) * 10 + ord(c) - 48
+        elif c == "." and n is not None:
+            out.append(n)
+            n = None
+        else:
+            break
+    if n is not None:
+        out.append(n)
+    return out
+
+
+def newer_or_same(version, running):
+    """True if `version` may replace `running`: its dotted numbers are not lower (1.10 >
+    1.9; 1.4 == 1.4.0; labels after the numbers are not compared, so a rebuilt bundle of
+    the same version installs). A version without numbers counts as 0. To go back on
+    purpose, sign the old code with a higher version."""
+    a, b = _numbers(version), _numbers(running)
+    n = max(len(a), len(b))
+    return a + [0] * (n - len(a)) >= b + [0] * (n - len(b))
+
+
+def _check_target(info, board, running):
     if board is not None and info["board"] != board:
         raise BundleError(WRONG_BOARD, "bundle for %r, this is %r" % (info["board"], board))
+    if running is not None and not newer_or_same(info["version"], running):
+        raise BundleError(DOWNGRADE, "version %s is older than the running %s"
+                          % (info["version"], running))
     if info["mpy"]:
         dev = getattr(sys.implementation, "_mpy", None)
         if dev is None or dev & 0xFF != info["mpy"] or (
@@ -136,9 +169,10 @@ def _check_target(info, board):
                               % (info["mpy"], info["native"], dev))
 
 
-def verify_steps(path, keys, board=None):
-    """Generator: check the bundle at `path` against `keys` ([raw public keys]); returns
-    its header dict (with "sha256": the digest) or raises BundleError."""
+def verify_steps(path, keys, board=None, running=None):
+    """Generator: check the bundle at `path` against `keys` ([raw public keys]) for
+    `board`, not older than `running` (a version; None: no check); returns its header
+    dict (with "sha256": the digest) or raises BundleError."""
     if not keys:
         raise BundleError(NO_KEY)
     try:
@@ -165,7 +199,7 @@ def verify_steps(path, keys, board=None):
                 key = k
         if key is None:
             raise BundleError(UNKNOWN_KEY, "signed with key id %s" % _hex(kid))
-        _check_target(info, board)
+        _check_target(info, board, running)
         # The manifest: sane paths, sizes that add up to the body (cheap, before hashing).
         f.seek(info["manifest"])
         total = 0
@@ -295,12 +329,13 @@ def slot_info(target):
         return None
 
 
-async def verify(path, keys_file, board=None, slice_ms=sigverify.SLICE_MS):
-    return await sigverify.run(verify_steps(path, load_keys(keys_file), board), slice_ms)
+async def verify(path, keys_file, board=None, running=None, slice_ms=sigverify.SLICE_MS):
+    return await sigverify.run(verify_steps(path, load_keys(keys_file), board, running),
+                               slice_ms)
 
 
-def verify_sync(path, keys_file, board=None):
-    return sigverify.run_sync(verify_steps(path, load_keys(keys_file), board))
+def verify_sync(path, keys_file, board=None, running=None):
+    return sigverify.run_sync(verify_steps(path, load_keys(keys_file), board, running))
 
 
 async def unpack(path, target, info, slice_ms=sigverify.SLICE_MS):

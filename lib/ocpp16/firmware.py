@@ -27,7 +27,7 @@ import asyncio
 from time import ticks_ms, ticks_diff
 from micropython import const
 from ocpp16.rpc import CallError, field, only
-from ocpp16 import store, messages, transfer
+from ocpp16 import store, messages, transfer, states
 from ocpp16.clock import parse_iso
 from ocpp16.states import UNAVAILABLE, AVAILABLE, PREPARING
 
@@ -288,7 +288,8 @@ class Part:
         cp = self.cp
         try:
             return await bundle.verify(path, bundle.key_path(cp.state),
-                                       board=getattr(cp.board, "name", None))
+                                       board=getattr(cp.board, "name", None),
+                                       running=states.VERSION)
         except bundle.BundleError as e:
             cp.log("firmware: bundle refused: %s" % e)
             self._say("InstallationFailed")
