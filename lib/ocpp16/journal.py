@@ -88,7 +88,8 @@ small fragmented heap, a long docstring is one large allocation).
 # counted in `unknown` (a later library wrote it; an older one never deletes it).
 # Nothing is deleted on upgrade.  bad/ is never emptied by the journal.
 #
-# RAM: an index of 6 bytes per queued record, in chunks (journalindex.py).  No bodies.
+# RAM: an index of 3 bytes per queued record, in chunks (journalindex.py).  No bodies,
+# no offsets: read() finds a record by walking its segment's headers.
 #
 # Modules, by job:
 #     journal.py       this overview; Journal: its state and the queue API (append,
@@ -192,7 +193,7 @@ class Journal(_Segs, _Txids):
         # meaningful while that segment is not sealed (deleting the last segment seals).
         self._sf = (_Col(), _Col())
         self._sl = (_Col("H", 6), _Col("H", 6))
-        self._sn = (_Col(), _Col())
+        self._sn = (_Col("H", 6), _Col("H", 6))    # a segment holds < 1,400 records
         self._sz = [0, 0]
         self._sealed = [False, False]   # last segment of the stream takes no more appends
         self._map = {}                  # tx -> transactionId (few live transactions)
@@ -322,7 +323,7 @@ class Journal(_Segs, _Txids):
         path = self._path(s, self._sf[s][k])
         h = self._hdr
         with open(path, "rb") as f:
-            f.seek(ix.off(i))
+            f.seek(self._locate(f, seq, buf))
             ok = (f.readinto(h) == _HLEN and h[0] == _M0 and h[1] == _M1
                   and struct.unpack_from("<I", h, 12)[0] == seq)
             n = struct.unpack_from("<I", h, 8)[0] if ok else 0
@@ -346,6 +347,43 @@ class Journal(_Segs, _Txids):
             self._quarantine(path, name, "seq %d damaged since open" % seq, d)
         self.remove(seq)
         raise OSError(_EIO)
+
+    def _locate(self, f, seq, buf):
+        # The offset of record `seq` in the segment open in f (0 if it is not found:
+        # read then fails its checks).  The records follow each other from offset 0 in
+        # seq order: walk the headers.  A header the walk cannot trust (flash damaged
+        # since open, or a segment that could not be rewritten after a repair) ends the
+        # walk, and a scan for the record's own header takes over (in `buf`), so damage
+        # costs only the damaged record.  A body is JSON text, which has no control
+        # bytes: the header's length byte (24) is never found inside one.
+        h = self._hdr
+        p = 0
+        while True:
+            f.seek(p)
+            if (f.readinto(h) != _HLEN or h[0] != _M0 or h[1] != _M1 or h[3] != _HLEN):
+                break
+            q = struct.unpack_from("<I", h, 12)[0]
+            if q == seq:
+                return p
+            if q > seq:
+                break
+            p += _HLEN + struct.unpack_from("<I", h, 8)[0]
+        w = len(buf)
+        if w < 32:
+            return 0
+        p = 0
+        while True:
+            f.seek(p)
+            n = f.readinto(buf)
+            if not n or n < _HLEN:
+                return 0
+            for i in range(n - 15):
+                if (buf[i] == _M0 and buf[i + 1] == _M1 and buf[i + 3] == _HLEN
+                        and struct.unpack_from("<I", buf, i + 12)[0] == seq):
+                    return p + i
+            if n < w:
+                return 0
+            p += n - 15
 
     def remove(self, seq):
         """Forget a delivered (or given-up) record.  Unknown seq: no-op."""

@@ -2,12 +2,14 @@
 segment columns, in chunks that never need a large block of RAM."""
 #
 # Index in RAM, one per stream (each stream is in seq order on flash, so nothing is
-# sorted at open): 6 bytes per queued record, seq and tx relative to per-chunk bases,
-# offset, kind (see _Index); length and flags are read from the record's header (flags,
-# rarely used, live in a small dict, like attempts).  Chunks of 64
-# records (one 392-byte array each), plus 10 bytes per segment in 128-byte column chunks
-# (_Col): its first seq and live count (32 bits each), its last seq less the first (16
-# bits: a segment spans at most 65535 seqs); the size of the newest segment of each
+# sorted at open): 3 bytes per queued record, in chunks of 64 records (one 200-byte array
+# each): the seq relative to the chunk's base (16 bits), and one byte of the kind (2
+# bits) and the tx relative to the chunk's base (6 bits).  No offset: a record is found
+# in its segment by walking the headers from the segment's start (journal.read; records
+# are in seq order and follow each other).  Flags and attempts, rarely used, live in
+# small dicts keyed by seq.  Plus 8 bytes per segment in 128-byte column chunks (_Col):
+# its first seq (32 bits), its last seq less the first and its live count (16 bits
+# each: a segment spans at most 65535 seqs); the size of the newest segment of each
 # stream is one int (no other size is ever read).  Chunks, not growing arrays: on a
 # fragmented heap (the simulator's, after loading its code, has no free block above
 # ~3 KB) a long queue must never need one large block, nor a sort's n-item list at boot.
@@ -16,9 +18,10 @@ segment columns, in chunks that never need a large block of RAM."""
 # slots are allocated before the record is written (journalseg.py, _write), so a
 # MemoryError never leaves a record on flash that RAM does not know, nor RAM half
 # updated.  Measured with 2,000 queued records (START 187 B / STOP 467 B, 4 KB segments,
-# gc.mem_alloc before and after): ~7.8 B per record on the 32-bit port (index ~6.7,
-# segment columns ~1.1), ~8.6 B on the 64-bit one (with four 32-bit columns: 8.5 and
-# 9.3; the previous 12-byte entries in 16-record chunks: 15.0 and 16.5).
+# gc.mem_alloc before and after; tests/device/test_journal.py prints it): see the
+# README's figures.  (Previous layouts: 6 bytes per record with a 16-bit offset, ~7.8 B
+# per record with the segment columns on the 32-bit port; 12-byte entries in 16-record
+# chunks before that, ~15 B.)
 # No bodies in RAM.
 
 from array import array
@@ -33,11 +36,23 @@ except ImportError:  # CPython tooling
 _CB = const(6)          # 64 records per index chunk
 _CN = const(64)
 _CM = const(63)
-_S0 = const(4)          # chunk words: seq base (2), tx base (2), then per slot:
-_T0 = const(68)         #   seq - base; tx - base (14 bits) | kind << 14; offset
-_O0 = const(132)
-_CW = const(196)
-_TX0 = const(0x2000)    # the 14-bit tx code of tx 0 (any base)
+_S0 = const(4)          # chunk words: seq base (2), tx base (2), then per slot seq - base
+_T0 = const(68)         # then per slot one byte (two a word, low byte first): kind << 6
+_CW = const(100)        #   | tx code (6 bits)
+_TLO = const(16)        # tx code = tx - base + _TLO, 0..62: a chunk takes txs 16 below
+_TMAX = const(62)       #   its base to 46 above (they mostly grow)
+_TX0 = const(63)        # the tx code of tx 0 (any base)
+
+
+def _tk(ch, j):
+    # The kind/tx byte of slot j of chunk ch.
+    w = ch[_T0 + (j >> 1)]
+    return w >> 8 if j & 1 else w & 0xFF
+
+
+def _set_tk(ch, j, v):
+    k = _T0 + (j >> 1)
+    ch[k] = (ch[k] & 0xFF) | v << 8 if j & 1 else (ch[k] & 0xFF00) | v
 
 
 class _Col:
@@ -95,22 +110,21 @@ class _Col:
 
 
 class _Index:
-    """The queued records of one stream in seq order, 6 bytes each.
+    """The queued records of one stream in seq order, 3 bytes each.
 
     Entry i is slot i & 63 of chunk i >> 6.  A chunk is one array("H") of _CW words:
     its base seq and base tx (two words each), then per slot the seq less the base seq,
-    the tx relative to the base tx in 14 bits with the kind in the top 2 (0 = removed),
-    and the offset of the record in its segment.  The length and flags are in the
-    record's header on flash; attempts (after failures only) and offsets beyond 16 bits
-    (segments over 64 KB) live in small dicts keyed by seq, dropped with the record.
-    Every chunk is the same small block (392 B), allocated once per 64 appends or less:
-    a long queue never needs a larger contiguous block of RAM, and chunks fit the holes
-    of a fragmented heap.  A record whose seq or tx the current chunk cannot express
-    (seq more than 65535 above its base, tx more than 8191 off its base) starts the
-    next chunk; the slots skipped are filled as removed entries that repeat the last
-    seq, so seqs never decrease along the entries and lookups stay a bisection.
-    Removed entries are skipped, compacted lazily; chunks before the head are released
-    (one is kept for reuse)."""
+    then per slot a byte: the kind in the top 2 bits (0 = removed) and the tx as a code
+    relative to the base tx (_TLO, _TX0).  Attempts (after failures only) live in a
+    small dict keyed by seq, dropped with the record.  Every chunk is the same small
+    block (200 B), allocated once per 64 appends or less: a long queue never needs a
+    larger contiguous block of RAM, and chunks fit the holes of a fragmented heap.  A
+    record whose seq or tx the current chunk cannot express (seq more than 65535 above
+    its base, tx outside base - 16 .. base + 46) starts the next chunk; the slots
+    skipped are filled as removed entries that repeat the last seq, so seqs never
+    decrease along the entries and lookups stay a bisection.  Removed entries are
+    skipped, compacted lazily; chunks before the head are released (one is kept for
+    reuse)."""
 
     def __init__(self):
         self.c = []         # chunks
@@ -118,7 +132,6 @@ class _Index:
         self.h = 0          # first entry that may be live
         self.live = 0
         self.at = {}        # seq -> attempts, for records that failed at least once
-        self.bo = {}        # seq -> offset, for offsets that do not fit 16 bits
         self.sp = None      # a released chunk, reused by the next reserve
 
     def seq(self, i):
@@ -127,17 +140,13 @@ class _Index:
 
     def tx(self, i):
         ch = self.c[i >> _CB]
-        v = ch[_T0 + (i & _CM)] & 0x3FFF
+        v = _tk(ch, i & _CM) & 0x3F
         if v == _TX0:
             return 0
-        return (ch[2] | ch[3] << 16) + (v - 0x4000 if v & 0x2000 else v)
-
-    def off(self, i):
-        v = self.c[i >> _CB][_O0 + (i & _CM)]
-        return self.bo[self.seq(i)] if v == 0xFFFF else v
+        return (ch[2] | ch[3] << 16) + v - _TLO
 
     def kind(self, i):
-        return self.c[i >> _CB][_T0 + (i & _CM)] >> 14
+        return _tk(self.c[i >> _CB], i & _CM) >> 6
 
     def att(self, i):
         return self.at.get(self.seq(i), 0) if self.at else 0
@@ -157,7 +166,7 @@ class _Index:
         if not 0 <= d <= 0xFFFF:
             return False
         b = ch[2] | ch[3] << 16
-        return not tx or not b or -0x1FFF <= tx - b <= 0x1FFF
+        return not tx or not b or 0 <= tx - b + _TLO <= _TMAX
 
     def _slot(self, seq, tx):
         # The entry push(seq, tx) will take: the next one, or the start of the next
@@ -178,7 +187,7 @@ class _Index:
             self.c.append(ch)
             self.sp = None
 
-    def _put(self, i, seq, tx, off, kind):
+    def _put(self, i, seq, tx, kind):
         # Store an entry at i (a slot _slot() chose, its chunk present).
         ch = self.c[i >> _CB]
         j = i & _CM
@@ -192,8 +201,7 @@ class _Index:
             ch[2] = tx & 0xFFFF
             ch[3] = tx >> 16
         ch[_S0 + j] = seq - (ch[0] | ch[1] << 16)
-        ch[_T0 + j] = kind << 14 | ((tx - (ch[2] | ch[3] << 16)) & 0x3FFF if tx else _TX0)
-        ch[_O0 + j] = off if off < 0xFFFF else 0xFFFF
+        _set_tk(ch, j, kind << 6 | (tx - (ch[2] | ch[3] << 16) + _TLO if tx else _TX0))
 
     def _pad(self, i, k):
         # Slots i..k-1 (the rest of a chunk whose entry i-1 is in use): removed entries
@@ -202,25 +210,19 @@ class _Index:
         v = ch[_S0 + ((i - 1) & _CM)]
         for j in range(i & _CM, ((k - 1) & _CM) + 1):
             ch[_S0 + j] = v
-            ch[_T0 + j] = _TX0
+            _set_tk(ch, j, _TX0)
 
-    def push(self, seq, tx, off, kind, att):
+    def push(self, seq, tx, kind, att):
         """Append an entry (seq above every entry's).  Allocation comes first (see
-        reserve; after reserve(seq, tx), none unless att or a 16-bit overflowing
-        offset), then the entry is written: a MemoryError leaves the index as it was."""
+        reserve; after reserve(seq, tx), none unless att), then the entry is written: a
+        MemoryError leaves the index as it was."""
         self.reserve(seq, tx)
-        if off >= 0xFFFF:
-            self.bo[seq] = off
         if att:
-            try:
-                self.at[seq] = att
-            except MemoryError:
-                self.bo.pop(seq, None)
-                raise
+            self.at[seq] = att
         i = self._slot(seq, tx)
         if i != self.n:
             self._pad(self.n, i)
-        self._put(i, seq, tx, off, kind)
+        self._put(i, seq, tx, kind)
         self.n = i + 1
         self.live += 1
 
@@ -245,7 +247,10 @@ class _Index:
     def next_live(self, i):
         n = self.n
         c = self.c
-        while i < n and not c[i >> _CB][_T0 + (i & _CM)] >> 14:
+        while i < n:
+            w = c[i >> _CB][_T0 + ((i & _CM) >> 1)]
+            if (w >> 14) if i & 1 else (w & 0xC0):
+                break
             i += 1
         return i
 
@@ -259,14 +264,12 @@ class _Index:
         """Remove entry i (live).  Never raises: what follows the removal itself
         (releasing chunks, compaction) is housekeeping, skipped when RAM is short."""
         ch = self.c[i >> _CB]
-        j = _T0 + (i & _CM)
-        q = (ch[0] | ch[1] << 16) + ch[_S0 + (i & _CM)]
-        ch[j] &= 0x3FFF
+        j = i & _CM
+        q = (ch[0] | ch[1] << 16) + ch[_S0 + j]
+        _set_tk(ch, j, _tk(ch, j) & 0x3F)
         self.live -= 1
         if self.at:
             self.at.pop(q, None)
-        if self.bo:
-            self.bo.pop(q, None)
         self.h = h = self.next_live(self.h)
         try:
             if h >= _CN:
@@ -296,27 +299,25 @@ class _Index:
         for r in range(self.h, self.n):
             a = c[r >> _CB]
             rj = r & _CM
-            t = a[_T0 + rj]
-            if not t >> 14:
+            t = _tk(a, rj)
+            if not t >> 6:
                 continue
             if w == r:
                 w += 1
                 continue
             seq = (a[0] | a[1] << 16) + a[_S0 + rj]
-            v = t & 0x3FFF
-            tx = 0 if v == _TX0 else (a[2] | a[3] << 16) + (v - 0x4000 if v & 0x2000 else v)
+            v = t & 0x3F
+            tx = 0 if v == _TX0 else (a[2] | a[3] << 16) + v - _TLO
             if w & _CM and not self._fits(c[w >> _CB], seq, tx):
                 k = (w | _CM) + 1
                 self._pad(w, k)
                 w = k
             if w >> _CB == r >> _CB:
-                b = a
                 wj = w & _CM
-                b[_S0 + wj] = a[_S0 + rj]
-                b[_T0 + wj] = t
-                b[_O0 + wj] = a[_O0 + rj]
+                a[_S0 + wj] = a[_S0 + rj]
+                _set_tk(a, wj, t)
             else:
-                self._put(w, seq, tx, a[_O0 + rj], t >> 14)
+                self._put(w, seq, tx, t >> 6)
             w += 1
         self.n = w
         del c[(w + _CM) >> _CB:]

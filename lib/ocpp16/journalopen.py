@@ -240,7 +240,7 @@ def _load(j, code, buf, marks, keep):
         if seq <= ix.last():    # only if files were copied around by hand
             j.log("journal: q/%s: seq %d out of order, ignored" % (name, seq))
             continue
-        ix.push(seq, tx, p, kind, min(255, fails.get(dl, 0)) if fails else 0)
+        ix.push(seq, tx, kind, min(255, fails.get(dl, 0)) if fails else 0)
         if flags:
             j._flags[seq] = flags
         live += 1

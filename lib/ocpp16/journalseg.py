@@ -269,7 +269,7 @@ class _Segs:
             self._sn[s][-1] += 1
             off = self._sz[s]
         self._sz[s] = off + rl
-        ix.push(seq, tx, off, kind, 0)
+        ix.push(seq, tx, kind, 0)
         # The record is durable and indexed: from here on nothing may raise.
         self.bytes_written += rl
         _step(path)

@@ -229,6 +229,38 @@ def test_read_detects_damage_after_open():
     assert [r[0] for r in j.records()] == [b]
 
 
+def test_damage_after_open_in_a_header_costs_only_that_record():
+    # The index holds no offsets: read() walks the segment's headers.  A header damaged
+    # after open (its length here, or its magic) must cost only its own record: the
+    # records after it in the same segment are found by a scan and read whole.
+    for at, what in ((8, "length"), (0, "magic")):
+        d = _fresh("hdr" + what)
+        log = Log()
+        j = _open(d, log)
+        seqs = [j.append(STOP if i % 2 else START, 1 + i // 2, _body(STOP if i % 2 else START, i))
+                for i in range(4)]
+        p = d + "/q/t%08d" % seqs[0]
+        recs = _recs_in(d, "t%08d" % seqs[0])
+        assert [r[0] for r in recs] == seqs          # one segment
+        data = bytearray(store.read(p))
+        data[recs[1][1] + at] ^= 0x40               # the second record's header
+        with open(p, "wb") as f:
+            f.write(data)
+        buf = bytearray(1000)
+        for i in (0, 2, 3):
+            n = j.read(seqs[i], buf)
+            assert bytes(buf[:n]) == _body(STOP if i % 2 else START, i), (what, i)
+        try:
+            j.read(seqs[1], buf)
+            assert False, "no OSError"
+        except OSError as e:
+            assert e.args[0] == 5
+        assert j.corrupt == 1 and log.has("seq %d damaged since open" % seqs[1])
+        assert [r[0] for r in j.records()] == [seqs[0], seqs[2], seqs[3]]
+        n = j.read(seqs[3], buf)                    # after the quarantine too
+        assert bytes(buf[:n]) == _body(STOP, 3)
+
+
 def test_seq_monotonic_across_reopen():
     d = _fresh("seq")
     seen = []

@@ -1,5 +1,6 @@
 # The journal's RAM index (lib/ocpp16/journalindex.py, _Index): per-stream chunks of 64
-# records, 6 bytes each (seq and tx relative to per-chunk bases).  Checked against a plain model through many chunks, removals at the head and
+# records, 3 bytes each (seq and tx relative to per-chunk bases, the kind; no offsets:
+# journal.read walks the segment).  Checked against a plain model through many chunks, removals at the head and
 # in the middle (compaction), attempts, flags, re-opens; chunks are released as the
 # queue drains; running out of RAM never leaves a record on flash the index lacks.
 # The segment columns (first seq, last seq less the first in 16 bits, live count; the
@@ -95,7 +96,7 @@ def test_index_matches_model_through_chunks_and_reopens():
 def test_chunks_are_released_as_the_queue_drains():
     d = _fresh("drain")
     j = _open(d)
-    seqs = [j.append(METER if i % 3 else START, i + 1, _body(1, i)) for i in range(400)]
+    seqs = [j.append(METER if i % 3 else START, i // 8 + 1, _body(1, i)) for i in range(400)]
     ix0, ix1 = j._ix
     full = len(ix0.c) + len(ix1.c)
     assert full == 3 + 5, (len(ix0.c), len(ix1.c))     # 134 and 266 entries, no skips
@@ -232,7 +233,7 @@ def test_open_reads_segments_into_a_lent_buffer():
 # of 65536), and checked after every step against a plain model.
 
 def _ix_check(ix, model):
-    # model: seq -> [tx, off, kind, attempts], the live entries.
+    # model: seq -> [tx, kind, attempts], the live entries.
     live = sorted(model)
     assert ix.live == len(live), (ix.live, len(live))
     got = []
@@ -243,7 +244,7 @@ def _ix_check(ix, model):
         assert q > prev
         prev = q
         got.append(q)
-        assert [ix.tx(i), ix.off(i), ix.kind(i), ix.att(i)] == model[q], (q, model[q])
+        assert [ix.tx(i), ix.kind(i), ix.att(i)] == model[q], (q, model[q])
         assert ix.find(q) == i
         i = ix.next_live(i + 1)
     assert got == live, (got[:4], live[:4])
@@ -253,16 +254,15 @@ def _ix_check(ix, model):
         assert ix.find(q + 1) < 0 or q + 1 in model
         assert ix.lower(q) == ix.find(q)
     assert ix.n <= len(ix.c) * 64
-    assert set(ix.at) == set(q for q in live if model[q][3])
-    assert set(ix.bo) == set(q for q in live if model[q][1] >= 0xFFFF)
+    assert set(ix.at) == set(q for q in live if model[q][2])
 
 
-def _push(ix, model, seq, tx, off=0, kind=START, att=0):
+def _push(ix, model, seq, tx, kind=START, att=0):
     ix.reserve(seq, tx)
     c = len(ix.c)
-    ix.push(seq, tx, off, kind, att)
+    ix.push(seq, tx, kind, att)
     assert len(ix.c) == c                   # reserve made all the room push needs
-    model[seq] = [tx, off, kind, att]
+    model[seq] = [tx, kind, att]
 
 
 def _kill(ix, model, seq):
@@ -284,7 +284,7 @@ def test_index_seq_delta_boundary_starts_a_chunk():
     assert ix.lower(11) == 1 and ix.lower(0) == 0
     # Seqs beyond 16 bits and beyond 2**30 (bases take two words).
     for q in (0x12345678, 0x40000005, 0xFFFFFFF0):
-        _push(ix, m, q, 3, 100, STOP)
+        _push(ix, m, q, 3, STOP)
     _ix_check(ix, m)
 
 
@@ -292,18 +292,26 @@ def test_index_tx_far_from_the_base():
     ix = journal._Index()
     m = {}
     _push(ix, m, 1, 10000)
-    _push(ix, m, 2, 10000 + 8191)           # the widest deltas either way: same chunk
-    _push(ix, m, 3, 10000 - 8191)
+    _push(ix, m, 2, 10000 + 46)             # the widest deltas either way: same chunk
+    _push(ix, m, 3, 10000 - 16)
     _push(ix, m, 4, 0)                      # tx 0 fits any chunk
     assert ix.n == 4
-    _push(ix, m, 5, 10000 + 8192)           # above: next chunk
+    _push(ix, m, 5, 10000 + 47)             # above: next chunk
     assert ix.n == 65 and len(ix.c) == 2
-    _push(ix, m, 6, 10000 + 8192 - 8192)    # = 10000, 8192 below the new base: next one
+    _push(ix, m, 6, 10000 + 47 - 17)        # 17 below the new base: next one
     assert ix.n == 129 and len(ix.c) == 3
     _push(ix, m, 7, 0xFFFFFFFF)             # the largest tx: next one
-    _push(ix, m, 8, 0xFFFFFFFF - 8191)
+    _push(ix, m, 8, 0xFFFFFFFF - 16)
     _push(ix, m, 9, 0)
     assert ix.n == 195
+    _ix_check(ix, m)
+    # Transactions one after another (START, STOP of each): 32 a chunk, no slot skipped.
+    ix = journal._Index()
+    m = {}
+    for t in range(1, 101):
+        _push(ix, m, 2 * t, 1000 + t)
+        _push(ix, m, 2 * t + 1, 1000 + t, STOP)
+    assert len(ix.c) == 4 and ix.n == 200
     _ix_check(ix, m)
     # A chunk that starts with tx 0 takes its base from its first other tx.
     ix = journal._Index()
@@ -312,48 +320,48 @@ def test_index_tx_far_from_the_base():
     _push(ix, m, 2, 0)
     _push(ix, m, 3, 500000)
     _push(ix, m, 4, 0)
-    _push(ix, m, 5, 500000 - 8191)
+    _push(ix, m, 5, 500000 - 16)
     assert ix.n == 5
     _ix_check(ix, m)
-    _push(ix, m, 6, 500000 - 8192)         # but its base holds from then on
+    _push(ix, m, 6, 500000 - 17)           # but its base holds from then on
     assert ix.n == 65
     _ix_check(ix, m)
     # Meter records of a transaction and outside one (tx 0) never split chunks.
     ix = journal._Index()
     m = {}
     for q in range(1, 200):
-        _push(ix, m, q, 0 if q % 3 else 123456, 7 * q, METER)
+        _push(ix, m, q, 0 if q % 3 else 123456, METER)
     assert ix.n == 199 and len(ix.c) == 4
     _ix_check(ix, m)
 
 
-def test_index_attempts_and_wide_offsets():
+def test_index_attempts():
     ix = journal._Index()
     m = {}
-    _push(ix, m, 1, 5, 0, START, 3)         # attempts from the marks at open
-    _push(ix, m, 2, 5, 0xFFFE)
-    _push(ix, m, 3, 5, 0xFFFF)              # offsets beyond 16 bits (segments over 64 KB)
-    _push(ix, m, 4, 5, 200000, STOP, 1)
-    assert set(ix.bo) == {3, 4} and set(ix.at) == {1, 4}
+    _push(ix, m, 1, 5, START, 3)            # attempts from the marks at open
+    _push(ix, m, 2, 5)
+    _push(ix, m, 3, 5)
+    _push(ix, m, 4, 5, STOP, 1)
+    assert set(ix.at) == {1, 4}
     _ix_check(ix, m)
     i = ix.find(2)
     ix.set_att(i, 1)
-    m[2][3] = 1
+    m[2][2] = 1
     ix.set_att(i, 2)
-    m[2][3] = 2
+    m[2][2] = 2
     ix.set_att(ix.find(1), 0)
-    m[1][3] = 0
+    m[1][2] = 0
     _ix_check(ix, m)
     for q in (1, 2, 3, 4):
         _kill(ix, m, q)
         _ix_check(ix, m)
-    assert not ix.at and not ix.bo         # dropped with their records
+    assert not ix.at                       # dropped with their records
 
 
 def test_index_model_with_compaction_and_skips():
     # Random pushes (seq gaps up to past 16 bits, tx near, far and 0), removals at the
     # head and in the middle (compaction, also across chunks with other bases),
-    # attempts and wide offsets: against the model after every step.
+    # attempts: against the model after every step.
     rnd = Rng(11)
     ix = journal._Index()
     m = {}
@@ -374,8 +382,7 @@ def test_index_model_with_compaction_and_skips():
             r = rnd(100)
             tx += 0 if r < 70 else (1 if r < 90 else rnd(20000) - 10000)
             t = 0 if rnd(6) == 0 else max(1, tx)
-            off = rnd(4000) if rnd(30) else 0xFFF0 + rnd(100000)
-            _push(ix, m, seq, t, off, (START, STOP, METER)[rnd(3)], 1 + rnd(4) if rnd(15) == 0 else 0)
+            _push(ix, m, seq, t, (START, STOP, METER)[rnd(3)], 1 + rnd(4) if rnd(15) == 0 else 0)
         elif op < 14:
             _kill(ix, m, min(m))
         elif op < 19:
@@ -386,7 +393,7 @@ def test_index_model_with_compaction_and_skips():
             q = live[rnd(len(live))]
             a = rnd(3)
             ix.set_att(ix.find(q), a)
-            m[q][3] = a
+            m[q][2] = a
         if step % 50 == 0 or step > 2900:
             _ix_check(ix, m)
     _ix_check(ix, m)
@@ -394,7 +401,7 @@ def test_index_model_with_compaction_and_skips():
     while m:
         _kill(ix, m, min(m))
     _ix_check(ix, m)
-    assert len(ix.c) <= 1 and not ix.at and not ix.bo
+    assert len(ix.c) <= 1 and not ix.at
 
 
 def test_index_compaction_keeps_order_across_bases():
@@ -406,7 +413,7 @@ def test_index_compaction_keeps_order_across_bases():
     for blk in range(6):
         q += 0x10000 + 5                    # each block a fresh chunk (seq too far)
         for k in range(40):
-            _push(ix, m, q + k, 1000 * blk if k % 2 else 0, k)
+            _push(ix, m, q + k, 1000 * blk if k % 2 else 0)
     assert len(ix.c) == 6
     for blk in range(6):                    # most of each block goes
         for k in range(2, 40):
@@ -430,7 +437,7 @@ def test_index_memory_error_changes_nothing():
     journalindex.array = no_ram
     try:
         try:
-            ix.push(64 + 0x10000, 7, 0, START, 0)       # would need a chunk
+            ix.push(64 + 0x10000, 7, START, 0)          # would need a chunk
             assert False, "no MemoryError"
         except MemoryError:
             pass
@@ -449,7 +456,7 @@ def test_index_memory_error_changes_nothing():
     d = ix.at
     ix.at = _NoRoomDict(d)
     try:
-        ix.push(66, 7, 0x1FFFF, START, 2)
+        ix.push(66, 7, START, 2)
         assert False, "no MemoryError"
     except MemoryError:
         pass
@@ -524,15 +531,15 @@ def _append_failing_nth_alloc(j, n, *args):
 
 
 def test_no_column_left_half_appended_when_ram_runs_out():
-    # A new segment appends to three columns (first seq and live count: 32 bits, 32 per
-    # 128-byte chunk; last seq: 16 bits, 64 per chunk): whichever chunk cannot be had,
+    # A new segment appends to three columns (first seq: 32 bits, 32 per 128-byte chunk;
+    # last seq and live count: 16 bits, 64 per chunk): whichever chunk cannot be had,
     # no column may have grown (the IndexError seen later in sessions.tick came from
     # such a half-append) and nothing reaches flash.
     d = _fresh("cols")
     j = _open(d)
     for i in range(3):
         j.append(METER, 1, _body(3, i))
-    for mult, cols in ((64, 3), (32, 2), (64, 3)):
+    for mult, cols in ((64, 3), (32, 1), (64, 3)):
         # Fill stream 0 up to a chunk boundary of the wanted columns.
         while len(j._sf[0]) % mult or (mult == 32 and not len(j._sf[0]) % 64):
             j.append(STOP, 2, b"x" * 900)      # one per 1024-byte segment
