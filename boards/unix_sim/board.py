@@ -357,10 +357,11 @@ class Board:
             elif c == "heap" and len(w) == 1:
                 self.log("sim: heap " + heap_figures())
             elif c == "heap" and w[1:] == ["map"]:
-                # The heap block by block (tools/bench/heapmap.py reads it).
-                import gc, micropython
+                # The heap block by block, then the modules loaded (what stays resident).
+                import gc, micropython, sys
                 gc.collect()
                 micropython.mem_info(1)
+                self.log("sim: modules " + " ".join(sorted(sys.modules)))
                 self.log("sim: heap map end")
             elif c == "pulses" and len(w) == 3:
                 n = self._conn(w[1])
