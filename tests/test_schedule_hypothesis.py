@@ -61,7 +61,9 @@ while True:
     sel = part.profiles(n, True)
     out = {}
     for u in ("A", "W"):
-        out[u] = S.composite(sel, t0, t0 + c["dur"], part.rel(n, t0), 230, 0 if u == "A" else 1)
+        t = t0 - S.EPOCH                # as get_composite_schedule passes it
+        out[u] = S.composite(sel, t, t + c["dur"], part.rel(n, t0) - S.EPOCH, 230,
+                             0 if u == "A" else 1)
     out["limit"] = list(part.limit(n, c["now"]))
     print(json.dumps(out))
 '''

@@ -73,7 +73,7 @@ def _time(d, name):
     if s is None:
         return None
     try:
-        return parse_iso(s)
+        return parse_iso(s) - S.EPOCH
     except ValueError:
         raise CallError("PropertyConstraintViolation", name)
 
@@ -164,7 +164,7 @@ def _check(p, now):
     elif p[S.START] is None:
         if now is None:
             return "Absolute without startSchedule while the clock is unset"
-        p[S.START] = now              # Absolute: from when it is set
+        p[S.START] = now - S.EPOCH    # Absolute: from when it is set
     return None
 
 
@@ -199,7 +199,8 @@ def get_composite_schedule(cp, p):
         return {"status": "Rejected"}
     out = None
     if sc is not None and sc.p:
-        out = S.composite(sc.profiles(n, True), now, now + dur, sc.rel(n, now),
+        t = now - S.EPOCH
+        out = S.composite(sc.profiles(n, True), t, t + dur, sc.rel(n, now) - S.EPOCH,
                           cp.cfg.get("NominalVoltage"), unit)
         if max(out[1::2] or (-1,)) < 0:
             out = None                  # no profile in force in the whole window

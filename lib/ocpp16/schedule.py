@@ -22,6 +22,13 @@ given), value10 in tenths of the asked unit (W -> A rounded down); -1: no profil
 """
 from micropython import const
 
+# The profiles' times in RAM (FROM, TO, START) and the times these functions are given
+# count from 2020-01-01T00:00:00Z, not from 1970: small ints on a 32-bit port until 2054.
+# In Unix seconds (past 2**30) every sum and difference would be a new long int on the
+# heap (a day's composite allocated 62 KB on the 32-bit build).  smartcharging.py and
+# chargingprofile.py convert at the edges; the file on flash keeps Unix seconds.
+EPOCH = 1577836800
+
 # Profile layout (smartcharging.py builds and stores them)
 ID = const(0)
 CONN = const(1)
@@ -29,7 +36,7 @@ PURP = const(2)
 STACK = const(3)
 KIND = const(4)
 REC = const(5)          # Recurring: 86400 or 604800
-FROM = const(6)         # validFrom (Unix s) or None
+FROM = const(6)         # validFrom (s from EPOCH) or None
 TO = const(7)           # validTo or None
 START = const(8)        # startSchedule or None
 DUR = const(9)          # duration or None

@@ -35,6 +35,12 @@ def _valid(e):
         and (e[S.KIND] != S.RECURRING or e[S.REC] > 0)
 
 
+def _shift(e, d):
+    for i in (S.FROM, S.TO, S.START):
+        if e[i] is not None:
+            e[i] += d
+
+
 class Part:
     """The charging profiles of the charger (cp.part("smartcharging"))."""
 
@@ -55,6 +61,7 @@ class Part:
                     e = json.loads(line)
                     ok = _valid(e) and 0 <= e[S.CONN] <= cp.connectors
                     if ok:
+                        _shift(e, -S.EPOCH)         # Unix s on flash (schedule.EPOCH)
                         e[S.PER] = array("i", e[S.PER])
                         e.append(None)
                         self.p.append(e)
@@ -114,7 +121,8 @@ class Part:
 
     def limit(self, n, now):
         """(tenths of A or None, until): the composite limit of connector n at `now` (Unix
-        s, or None: clock unset, see above) and when it next changes (or None)."""
+        s, or None: clock unset, see above) and when it next changes (or None; Unix s,
+        or uptime while the clock is unset)."""
         if not self.p:
             return None, None
         if now is None:
@@ -123,8 +131,15 @@ class Part:
         profs = self.profiles(n, known)
         if not profs:
             return None, None
-        t = now if known else self.cp.board.seconds()
-        v, until = S.limit(profs, t, self.rel(n, now), self.cp.cfg.get("NominalVoltage"))
+        if known:               # (clock unset: uptime, and only Relative profiles)
+            t = now - S.EPOCH
+            rel = self.rel(n, now) - S.EPOCH
+        else:
+            t = self.cp.board.seconds()
+            rel = self.rel(n, None)
+        v, until = S.limit(profs, t, rel, self.cp.cfg.get("NominalVoltage"))
+        if known and until is not None:
+            until += S.EPOCH
         return (v >> 2 if v >= 0 else None), until
 
     # -- changes --------------------------------------------------------------------------
@@ -213,6 +228,7 @@ class Part:
         for q in self.p:
             if q[S.PURP] != S.TXP:
                 e = q[:S.PER]
+                _shift(e, S.EPOCH)
                 e.append(list(q[S.PER]))
                 yield json.dumps(e).encode()
                 yield b"\n"

@@ -61,6 +61,12 @@ def _set(part, n, d):
     return part.set(n, cpf.parse(d, T0, 24))
 
 
+def _comp(part, t0, dur, rel, unit, n=1):
+    # GetCompositeSchedule's computation: the times from schedule.EPOCH.
+    return S.composite(part.profiles(n, True), t0 - S.EPOCH, t0 - S.EPOCH + dur,
+                       rel - S.EPOCH, 230, unit)
+
+
 def _table(out):
     return [(out[i], out[i + 1] >> 2) for i in range(0, len(out), 2)]
 
@@ -72,7 +78,7 @@ def test_tc066_table_and_limit_until():
                                                     (260, 8)], dur=300)) == "Accepted"
     assert _set(part, 1, _p(3, "TxProfile", [(0, 8), (50, 11), (140, 16), (200, 6), (240, 12)],
                             dur=260, transactionId=42)) == "Accepted"
-    out = S.composite(part.profiles(1, True), T0, T0 + 400, part.rel(1, T0), 230, S.A)
+    out = _comp(part, T0, 400, part.rel(1, T0), S.A)
     assert _table(out) == [(0, 80), (50, 100), (200, 60), (240, 100), (260, 80), (300, 100)]
     assert part.limit(1, T0 + 10) == (80, T0 + 50)
     assert part.limit(1, T0 + 50) == (100, T0 + 200)     # 140 changes nothing: skipped
@@ -97,9 +103,9 @@ def test_w_units_phases_and_min_rate():
     d = _p(1, "TxDefaultProfile", [(0, 11040), (100, 3680)], unit="W")
     d["chargingSchedule"]["chargingSchedulePeriod"][1]["numberPhases"] = 1
     assert _set(part, 0, d) == "Accepted"
-    out = S.composite(part.profiles(1, True), T0, T0 + 200, T0, 230, S.A)
+    out = _comp(part, T0, 200, T0, S.A)
     assert out == [0, 160 * 4, 100, 160 * 4 + 1]
-    out = S.composite(part.profiles(1, True), T0, T0 + 200, T0, 230, S.W)
+    out = _comp(part, T0, 200, T0, S.W)
     assert out == [0, 110400 * 4, 100, 36800 * 4 + 1]
     d = _p(2, "TxDefaultProfile", [(0, 8)], stack=1)
     d["chargingSchedule"]["minChargingRate"] = 10
@@ -149,3 +155,23 @@ def test_limits_and_flash():
     assert again.limit(1, T0) == part.limit(1, T0) == (140, None)
     assert again.clear(None, None, None, None)
     assert not store.exists(DIR + "/" + sc.FILE)
+
+
+def test_times_small_in_ram_unix_on_flash():
+    # In RAM the profiles' times count from schedule.EPOCH (small ints on a 32-bit port:
+    # no long int per sum); the file keeps Unix seconds, as earlier versions wrote it.
+    import json
+    cp = _cp()
+    part = sc.Part(cp)
+    frm = "2026-02-01T00:00:00Z"
+    assert _set(part, 0, _p(1, "TxDefaultProfile", [(0, 16)], validFrom=frm)) == "Accepted"
+    q = part.p[0]
+    assert q[S.FROM] == parse_iso(frm) - S.EPOCH and 0 < q[S.FROM] < 2 ** 30
+    assert q[S.START] == T0 - S.EPOCH
+    with open(DIR + "/" + sc.FILE) as f:
+        e = json.loads(f.readline())
+    assert e[S.FROM] == parse_iso(frm) and e[S.START] == T0
+    again = sc.Part(cp)                 # the next boot reads it back the same
+    assert again.p[0][:S.PER] == q[:S.PER]
+    assert again.limit(1, parse_iso(frm) + 5) == (160, None)
+    assert again.limit(1, parse_iso(frm) - 5) == (None, parse_iso(frm))

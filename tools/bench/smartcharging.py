@@ -100,7 +100,9 @@ def main():
     gc.disable()
     a = gc.mem_alloc()
     t1 = ticks_us()
-    out = S.composite(part.profiles(1, True), T0, T0 + 86400, part.rel(1, T0), 230, S.A)
+    t0 = T0 - S.EPOCH                   # as get_composite_schedule gives it
+    out = S.composite(part.profiles(1, True), t0, t0 + 86400, part.rel(1, T0) - S.EPOCH,
+                      230, S.A)
     cus = ticks_diff(ticks_us(), t1)
     calloc = gc.mem_alloc() - a
     gc.enable()
