@@ -9,7 +9,7 @@
 # |----------------------------------------|--------------------------|-----------------------------
 # | asyncio.core.cur_task                  | ws._Recv, rpc._Answer    | the task that awaits
 # | asyncio.core._io_queue.queue_read(s)   | ws._Recv, ws._recv,      | wait until a socket is
-# |                                        | ws._response, ws._linger | readable (as Stream does)
+# |                                        | wsopen, ws._linger       | readable (as Stream does)
 # | asyncio.core._task_queue.push(task)    | ws._Recv                 | let the others run once
 # | Task.data (assignable)                 | rpc._Answer              | what the task waits on, so
 # |                                        |                          | cancel() takes it off
@@ -17,7 +17,7 @@
 # |   with push/peek/pop)                  |                          | Event.wait()'s coroutine
 # | Lock.state (0 free, 1 held, Task)      | rpc.Rpc.call             | take a free lock without
 # |                                        |                          | acquire()'s coroutine
-# | asyncio.StreamWriter(socket)           | ws._open                 | a stream on our own socket
+# | asyncio.StreamWriter(socket)           | wsopen.handshake         | a stream on our own socket
 # | asyncio.wait_for_ms (public extension) | ws, firmware/main.py     | timeouts in ms
 import asyncio
 import socket

@@ -4,7 +4,7 @@ import random
 import socket
 import micropython
 import asyncio
-from ocpp16 import ws
+from ocpp16 import ws, wsopen
 
 
 def _ref_mask(b, i, n, k):
@@ -117,27 +117,27 @@ def test_mask_is_native_when_viper_exists():
 
 def test_accept_key_rfc_example():
     # RFC 6455 section 1.3
-    assert ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert wsopen.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
 def test_parse_url():
-    assert ws.parse_url("ws://10.0.0.5:9000/steve/websocket/CentralSystemService", "CP1") == \
+    assert wsopen.parse_url("ws://10.0.0.5:9000/steve/websocket/CentralSystemService", "CP1") == \
         (False, "10.0.0.5", 9000, "/steve/websocket/CentralSystemService/CP1")
-    assert ws.parse_url("wss://csms.example.com/ocpp/", "CP1") == \
+    assert wsopen.parse_url("wss://csms.example.com/ocpp/", "CP1") == \
         (True, "csms.example.com", 443, "/ocpp/CP1")
-    assert ws.parse_url("ws://host", "A") == (False, "host", 80, "/A")
-    assert ws.parse_url("ws://[fe80::1]:8080/x", "A") == (False, "fe80::1", 8080, "/x/A")
+    assert wsopen.parse_url("ws://host", "A") == (False, "host", 80, "/A")
+    assert wsopen.parse_url("ws://[fe80::1]:8080/x", "A") == (False, "fe80::1", 8080, "/x/A")
     for bad in ("http://host/", "ws:///path", "ws://host:port/"):
         try:
-            ws.parse_url(bad, "A")
+            wsopen.parse_url(bad, "A")
             assert False, bad
         except ws.WSError:
             pass
 
 
 def test_cp_id_is_percent_encoded():
-    assert ws.parse_url("ws://h/ocpp", "CP 01/ä?#%")[3] == "/ocpp/CP%2001%2F%C3%A4%3F%23%25"
-    assert ws.quote("Az09-._~") == "Az09-._~"
+    assert wsopen.parse_url("ws://h/ocpp", "CP 01/ä?#%")[3] == "/ocpp/CP%2001%2F%C3%A4%3F%23%25"
+    assert wsopen.quote("Az09-._~") == "Az09-._~"
 
 
 def _b64(b):
@@ -146,14 +146,14 @@ def _b64(b):
 
 
 def test_basic_auth_hex_key_is_decoded():
-    assert ws.basic_auth("CP1", "0011ff") == "Basic " + _b64(b"CP1:\x00\x11\xff")
-    assert ws.basic_auth("CP1", "DEADbeef") == "Basic " + _b64(b"CP1:\xde\xad\xbe\xef")
+    assert wsopen.basic_auth("CP1", "0011ff") == "Basic " + _b64(b"CP1:\x00\x11\xff")
+    assert wsopen.basic_auth("CP1", "DEADbeef") == "Basic " + _b64(b"CP1:\xde\xad\xbe\xef")
 
 
 def test_basic_auth_other_keys_are_used_as_given():
-    assert ws.basic_auth("CP1", "abc") == "Basic " + _b64(b"CP1:abc")  # odd length
-    assert ws.basic_auth("CP1", "s3cr3t!x") == "Basic " + _b64(b"CP1:s3cr3t!x")
-    assert ws.basic_auth("CP1", "zz") == "Basic " + _b64(b"CP1:zz")
+    assert wsopen.basic_auth("CP1", "abc") == "Basic " + _b64(b"CP1:abc")  # odd length
+    assert wsopen.basic_auth("CP1", "s3cr3t!x") == "Basic " + _b64(b"CP1:s3cr3t!x")
+    assert wsopen.basic_auth("CP1", "zz") == "Basic " + _b64(b"CP1:zz")
 
 
 def test_wss_needs_a_context():
