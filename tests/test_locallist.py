@@ -255,3 +255,34 @@ def test_disabled_list_is_kept_but_not_used_and_survives_reboot(start_csms, star
     sim2.send("swipe 1 KEEP")
     assert w.wait("StartTransaction")[0][3]["idTag"] == "KEEP"
     assert w.new("Authorize") == []
+
+
+def test_local_list_conflict_reported_until_the_next_list(start_csms, start_sim):
+    # §3.5.3: the central system's idTagInfo for a listed tag differs from the list:
+    # StatusNotification of connector 0 with errorCode LocalListConflict.  An agreeing
+    # answer reports nothing; the next accepted list ends it (NoError again).
+    csms, sim = booted(start_csms, start_sim)
+    assert _send(csms, "Full", 1, [_e("AGREE"), _e("CLASH")]) == "Accepted"
+    csms.cmd("deny CLASH")                          # the central system says Invalid
+    w = Watch(csms).mark("Authorize", "StatusNotification")
+    sim.send("swipe 1 CLASH")
+    assert w.wait("Authorize")[0][3]["idTag"] == "CLASH"
+    sim.wait_line(r"CLASH is Accepted in the local list, Invalid for the central system")
+    _refused(sim, "CLASH", "Invalid")               # the central system's answer counts
+    st = [c[3] for c in w.wait("StatusNotification", 1)]
+    assert [(s["connectorId"], s["status"], s["errorCode"]) for s in st] == \
+        [(0, "Available", "LocalListConflict")], st
+    w.mark("StatusNotification")
+    sim.send("swipe 1 AGREE")
+    assert w.wait("Authorize", 2)[1][3]["idTag"] == "AGREE"
+    st = [c[3] for c in w.wait("StatusNotification", 1)]
+    assert [(s["connectorId"], s["status"], s["errorCode"]) for s in st] == \
+        [(1, "Preparing", "NoError")], st          # no conflict for AGREE
+    w.mark("StatusNotification")
+    assert _send(csms, "Differential", 2, [_e("CLASH", "Invalid")]) == "Accepted"
+    st = [c[3] for c in w.wait("StatusNotification", 1)]
+    assert [(s["connectorId"], s["status"], s["errorCode"]) for s in st] == \
+        [(0, "Available", "NoError")], st
+    assert not any("LocalListConflict" in ln for ln in sim.lines
+                   if "AGREE" in ln)
+    assert csms.invalid() == []

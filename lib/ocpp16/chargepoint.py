@@ -329,8 +329,8 @@ class ChargePoint(Connectors):
             if tx is not None and tx["tx"] == local:
                 n = i
         if isinstance(info, dict):
-            if tag and self.cfg.get("AuthorizationCacheEnabled") \
-                    and self.sessions._cached(tag, False)[0] is None:   # not listed
+            if tag and not self.sessions.listed(tag, info) \
+                    and self.cfg.get("AuthorizationCacheEnabled"):
                 self.cache.update(tag, info)
             if kind == journal.START and n:
                 parent = info.get("parentIdTag")

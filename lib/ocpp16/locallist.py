@@ -13,11 +13,15 @@ Rules (OCPP 1.6 §3.5.3, §5.11, §5.15, OCTT TC_042/043):
 - More entries than SendLocalListMaxLength in one message, or a result longer than
   LocalAuthListMaxLength, or a flash failure: Failed, and the list stays as it was.
 - GetLocalListVersion: 0 while the list is empty, else the version of the last update.
+- The central system answering another status for a listed tag than the list's is
+  reported (StatusNotification, connector 0, LocalListConflict: sessions.listed) until
+  the next update is Accepted, which reports connector 0 with NoError again.
 """
 from micropython import const
 from ocpp16.rpc import CallError, field, only
 from ocpp16.clock import parse_iso
 from ocpp16 import locallistfile as lf
+from ocpp16.states import LOCAL_LIST_CONFLICT
 
 FILE = "locallist.bin"      # in the state directory; sessions._cached checks it exists
 # Flash an update leaves free while the old and the new file both exist (the journal's
@@ -114,6 +118,8 @@ async def send_local_list(cp, p):
         cp.log("locallist: Differential v%d on v%d: VersionMismatch" % (version, lst.version()))
         return {"status": "VersionMismatch"}
     status = await lst.update(full, version, changes)
+    if status == "Accepted" and cp.error_code[0] == LOCAL_LIST_CONFLICT:
+        cp.set_status(0, cp.status[0])      # a new list: the conflict reported is over
     cp.log("locallist: %s v%d, %d entries -> %s (%d listed, version %d)"
            % (typ, version, len(changes), status, len(lst), lst.version()))
     return {"status": status}

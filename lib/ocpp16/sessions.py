@@ -109,6 +109,23 @@ class Sessions:
             return cp.cache.lookup(tag, cp.clock.now())
         return None, None
 
+    def listed(self, tag, info):
+        """An idTagInfo the central system sent about `tag` (Authorize, Start/Stop
+        answers): True when the tag is in the Local Authorization List (the answer then
+        is not cached, §3.5.1).  A status other than the list's is reported as a
+        StatusNotification of connector 0 with errorCode LocalListConflict, kept until
+        the list is next updated (locallist.py)."""
+        mine = self._cached(tag, False)[0]
+        if mine is None:
+            return False
+        theirs = info.get("status")
+        if theirs != mine:
+            cp = self.cp
+            cp.log("session: %s is %s in the local list, %s for the central system: "
+                   "LocalListConflict" % (tag, mine, theirs))
+            cp.set_status(0, cp.status[0], C.LOCAL_LIST_CONFLICT)
+        return True
+
     def _early_tick(self, now):
         # Authorisations that wait for the registration: asked once the boot is Accepted,
         # decided offline when the link is really down or the wait is over.
@@ -138,7 +155,7 @@ class Sessions:
         if out == rpc.RESULT and isinstance(payload.get("idTagInfo"), dict):
             info = payload["idTagInfo"]
             # A tag of the Local Authorization List is never cached (§3.5.1).
-            if cp.cfg.get("AuthorizationCacheEnabled") and self._cached(tag, False)[0] is None:
+            if not self.listed(tag, info) and cp.cfg.get("AuthorizationCacheEnabled"):
                 cp.cache.update(tag, info)
             done(info.get("status", "Invalid"), info.get("parentIdTag"))
             return

@@ -25,6 +25,8 @@ NOT_AVAILABLE = "Unavailable"
 OFFLINE = "Offline"
 STORAGE_FULL = "StorageFull"
 
+# The local list and the central system disagree about a tag (sessions.listed).
+LOCAL_LIST_CONFLICT = b"LocalListConflict"
 # OCPP 1.6 ChargePointErrorCode values a fault may carry (NoError is no fault).
 ERROR_CODES = (b"ConnectorLockFailure", b"EVCommunicationError", b"GroundFailure",
                b"HighTemperature", b"InternalError", b"LocalListConflict", b"OtherError",
