@@ -24,11 +24,9 @@
 RAM while a transfer runs: a 256-byte line buffer per connection and a 512-byte data
 buffer for get(); nothing between transfers.
 """
-import socket
 import asyncio
 import binascii
 from asyncio import core
-from errno import EINPROGRESS
 from micropython import const
 from ocpp16 import store
 
@@ -122,20 +120,8 @@ class Conn:
         self.i = self.j = 0
 
     def open(self, host, port, ssl=None):
-        # Our own non-blocking socket (as ws.py): known from its creation, so closed
-        # whatever happens.  The connect completes with the first read or write.
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-        s = self.s = socket.socket(ai[0], ai[1], ai[2])
-        s.setblocking(False)
-        try:
-            s.connect(ai[-1])
-        except OSError as e:
-            if e.args[0] != EINPROGRESS:
-                raise
-        if ssl is not None:
-            s = self.s = ssl.wrap_socket(s, server_hostname=host,
-                                         do_handshake_on_connect=False)
-            s.setblocking(False)
+        from ocpp16.wsopen import connect
+        s = self.s = connect(host, port, ssl)
         self.st = asyncio.StreamWriter(s)
         return self
 

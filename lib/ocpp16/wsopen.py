@@ -73,21 +73,32 @@ def accept_key(key):
     return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest()).strip()
 
 
-async def handshake(ws, host, port, path, cp_id, subprotocol, auth_key, ssl):
-    # Our own socket rather than asyncio.open_connection: the socket is known from
-    # its creation on, so a timeout or error can always close it (no fd leak).
+def connect(host, port, ssl=None):
+    """A non-blocking socket connecting to host:port, TLS over it with `ssl`: our own
+    socket rather than asyncio.open_connection, so whoever holds it can close it
+    whatever happens (no fd leak); closed here if it fails before it is returned.  The
+    connect (and the TLS handshake, which checks the server) completes with the first
+    write or read.  Also used by transfer.py."""
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    s = ws._s = socket.socket(ai[0], ai[1], ai[2])
-    s.setblocking(False)
+    s = socket.socket(ai[0], ai[1], ai[2])
     try:
-        s.connect(ai[-1])
-    except OSError as e:
-        if e.args[0] != EINPROGRESS:
-            raise
-    if ssl:
-        # Verification happens in the handshake, which starts with our first write.
-        s = ws._s = ssl.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
         s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.args[0] != EINPROGRESS:
+                raise
+        if ssl:
+            s = ssl.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+            s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+async def handshake(ws, host, port, path, cp_id, subprotocol, auth_key, ssl):
+    s = ws._s = connect(host, port, ssl)
     st = ws._st = asyncio.StreamWriter(s)
     key = binascii.b2a_base64(os.urandom(16)).strip()
     hh = host if ":" not in host else "[" + host + "]"
