@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fileservers import ftp_server, http_server  # noqa: F401 (fixtures)
 from helpers import ROOT
-from ocpp_steps import booted, Watch, wait_calls, start_conf
+from ocpp_steps import booted, Watch, wait_calls, start_conf, wait_status
 
 sys.path.insert(0, str(ROOT / "tools"))
 import bundle as BT  # noqa: E402
@@ -122,6 +122,32 @@ def test_tc044_1_good_bundle_installs_and_boots_new_version(
     assert [b[3]["firmwareVersion"] for b in w.new("BootNotification")] == ["9.9.10-test"]
     ptr = json.loads((st / "app" / "boot.json").read_text())
     assert (ptr["active"], ptr["prev"]) == ("b", "a")
+    assert csms.invalid() == []
+
+
+def test_state_survives_an_update_untouched(start_csms, start_sim, http_server, tmp_path, key):
+    # The configuration, the authorisation cache, the local list and the update key are
+    # the same bytes after the update, and the new code acts on them.
+    srv = http_server()
+    srv.serve["/fw.bin"] = make_bundle("9.5.0-test", key)
+    csms, sim, st = _start(start_csms, start_sim, tmp_path, key,
+                           config=[("ConnectionTimeOut", "77")])
+    r = csms.call("CP1", "SendLocalList", {"listVersion": 3, "updateType": "Full",
+                                           "localAuthorizationList": [
+                                               {"idTag": "LISTED", "idTagInfo": {"status": "Accepted"}}]})
+    assert r["result"]["status"] == "Accepted"
+    sim.send("swipe 1 CACHED")                      # into the cache: Accepted, waits
+    wait_status(csms, 1, "Preparing")               # for the plug
+    names = ("config.json", "auth.bin", "locallist.bin", "update.pub")
+    before = {n: (st / n).read_bytes() for n in names}
+    w = Watch(csms).mark("FirmwareStatusNotification", "BootNotification")
+    _update(csms, "http://127.0.0.1:%d/fw.bin" % srv.port)
+    assert _fw(w, 4, timeout=90) == ["Downloading", "Downloaded", "Installing", "Installed"]
+    assert [b[3]["firmwareVersion"] for b in w.new("BootNotification")] == ["9.5.0-test"]
+    assert {n: (st / n).read_bytes() for n in names} == before
+    r = csms.call("CP1", "GetConfiguration", {"key": ["ConnectionTimeOut"]})
+    assert r["result"]["configurationKey"][0]["value"] == "77"
+    assert csms.call("CP1", "GetLocalListVersion", {})["result"]["listVersion"] == 3
     assert csms.invalid() == []
 
 
