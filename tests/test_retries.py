@@ -10,6 +10,8 @@
   transaction with transactionId -1 in the MeterValues and StopTransaction that follow;
   answered late, the real id goes into everything still queued.
 """
+import time
+
 from ocpp_steps import wait_calls
 from mp.txlog import EnvSim, Ledger, check_ledger, messages, prepare_state
 
@@ -37,6 +39,17 @@ def _times(csms, action):
             if isinstance(e.get("frame"), list) and e["frame"][0] == 2 and e["frame"][2] == action]
 
 
+def _until(fn, timeout=10):
+    # fn() once it is true, else its last value after `timeout` s: what the central system
+    # recorded may be read a moment after the simulator logged the answer it got.
+    end = time.monotonic() + timeout
+    v = fn()
+    while not v and time.monotonic() < end:
+        time.sleep(0.05)
+        v = fn()
+    return v
+
+
 def _gaps(ts):
     return [round(b - a, 2) for a, b in zip(ts, ts[1:])]
 
@@ -48,10 +61,14 @@ def test_stop_callerror_twice_then_accepted(start_csms, start_sim, tmp_path):
     csms.cmd("error StopTransaction InternalError 2")
     sim.send("stop 1")
     stops = wait_calls(csms, "StopTransaction", 3, timeout=15)
-    sim.wait_line("delivery: queue empty")
     # The same StopTransaction three times; refused twice, then delivered.
     assert len(set(repr(s[3]) for s in stops)) == 1 and len(set(s[1] for s in stops)) == 3
-    answers = [f for f in csms.sent("CP1") if f[0] in (3, 4) and f[1] in [s[1] for s in stops]]
+    ids = [s[1] for s in stops]
+
+    def answered():
+        return [f for f in csms.sent("CP1") if f[0] in (3, 4) and f[1] in ids]
+    _until(lambda: len(answered()) == 3)
+    answers = answered()
     assert [f[0] for f in answers] == [4, 4, 3]
     # Spacing: interval x 1, then interval x 2 (TransactionMessageRetryInterval = 1 s).
     g = _gaps(_times(csms, "StopTransaction"))
@@ -214,8 +231,13 @@ def test_link_lost_while_waiting_spends_nothing(start_csms, start_sim, tmp_path)
         assert csms.cmd("drop CP1")["ok"]
         sim.wait_line("link: connected", start=i)
     stops = wait_calls(csms, "StopTransaction", 3)
-    sim.wait_line("delivery: queue empty")
+    sim.wait_line("delivery: queue empty", start=i)     # after the last reconnect
     assert len(set(repr(s[3]) for s in stops)) == 1
+
+    def third_answered():
+        (t,) = Ledger(messages(csms, "CP1")).transactions()
+        return len(t["stops"]) == 3 and t["stops"][2].answer is not None
+    _until(third_answered)
     led = Ledger(messages(csms, "CP1"))
     (t,) = led.transactions()
     assert [m.answer is None for m in t["stops"]] == [True, True, False]
