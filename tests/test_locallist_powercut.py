@@ -7,15 +7,11 @@ then opens the list as a reboot would.  For every N the list read back (version 
 every entry) is the old one or the new one, whole; once the rename was done, the new one;
 no temporary file outlives the reboot.
 """
-import json
-import os
-import re
 import shutil
-import subprocess
 
 import pytest
 
-from helpers import micropython, mp_env
+from mp import killsweep
 
 SCRIPT = r'''
 import sys, os, json
@@ -64,26 +60,14 @@ else:
     print("STATE " + json.dumps(out))
 '''
 
-_WRITE = re.compile(r"sim: write #(\d+) (\S+)")
-_CUT = re.compile(r"sim: POWER CUT after write #(\d+) (\S+)")
-
-
-def _mp(script, d, phase, kind, kill=None):
-    env = mp_env()
-    env.pop("MPOCPP_KILL_AFTER_WRITES", None)
-    if kill is not None:
-        env["MPOCPP_KILL_AFTER_WRITES"] = str(kill)
-    p = subprocess.run([micropython(), str(script), str(d), phase, kind], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-    return p.returncode, p.stdout
+def _tuples(s):
+    # A state as JSON gave it back, its (status, parent) pairs as tuples.
+    s["tags"] = {k: tuple(v) for k, v in s["tags"].items()}
+    return s
 
 
 def _state(script, d, kind):
-    rc, out = _mp(script, d, "check", kind)
-    assert rc == 0, out
-    s = json.loads(out.split("STATE ", 1)[1])
-    s["tags"] = {k: tuple(v) for k, v in s["tags"].items()}
-    return s
+    return _tuples(killsweep.state(script, d, kind))
 
 
 @pytest.mark.parametrize("kind", ["diff", "full"])
@@ -92,15 +76,15 @@ def test_every_cut_leaves_the_old_or_the_new_list(tmp_path, kind):
     script.write_text(SCRIPT)
     base = tmp_path / "base"
     base.mkdir()
-    rc, out = _mp(script, base, "setup", kind)
+    rc, out = killsweep.run(script, base, "setup", kind)
     assert rc == 0 and "SETUP 5 100" in out, out
     old = _state(script, base, kind)
     # The update once without a cut, every write step printed (N=0).
     ref = tmp_path / "ref"
     shutil.copytree(base, ref)
-    rc, out = _mp(script, ref, "update", kind, kill=0)
+    rc, out = killsweep.run(script, ref, "update", kind, kill=0)
     assert rc == 0 and "RESULT Accepted" in out, out
-    steps = [(int(m.group(1)), m.group(2)) for m in _WRITE.finditer(out)]
+    steps = killsweep.steps(out)
     new = _state(script, ref, kind)
     assert new["version"] == 9 and new != old
     if kind == "diff":
@@ -114,12 +98,7 @@ def test_every_cut_leaves_the_old_or_the_new_list(tmp_path, kind):
     chunks = [k for k, path in steps if path.endswith(".tmp")]
     assert len(chunks) >= (3 if kind == "diff" else 2), steps   # cuts inside the new file
     for n, path in steps:
-        d = tmp_path / ("cut%d" % n)
-        shutil.copytree(base, d)
-        rc, out = _mp(script, d, "update", kind, kill=n)
-        m = _CUT.search(out)
-        assert m and int(m.group(1)) == n and rc != 0, (n, rc, out)
-        after = _state(script, d, kind)                 # the reboot
+        after = _tuples(killsweep.cut(script, base, tmp_path / ("cut%d" % n), kind, n))
         assert after["files"] == ["locallist.bin"], (n, after["files"])
         got = {k: after[k] for k in ("version", "count", "tags")}
         want_old = {k: old[k] for k in ("version", "count", "tags")}
@@ -128,4 +107,3 @@ def test_every_cut_leaves_the_old_or_the_new_list(tmp_path, kind):
             assert got == want_new, "cut after write %d (%s)" % (n, path)
         else:
             assert got == want_old, "cut after write %d (%s)" % (n, path)
-        shutil.rmtree(d)

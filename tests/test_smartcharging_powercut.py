@@ -8,14 +8,11 @@ the set read back is the old one or the new one, whole (every field of every pro
 the new one once the rename was done; no temporary file outlives the reboot; and the
 limit it gives is the old or the new limit.
 """
-import json
-import re
 import shutil
-import subprocess
 
 import pytest
 
-from helpers import micropython, mp_env
+from mp import killsweep
 
 SCRIPT = r'''
 import sys, os, json
@@ -87,42 +84,22 @@ else:
     print("STATE " + json.dumps(out))
 '''
 
-_WRITE = re.compile(r"sim: write #(\d+) (\S+)")
-_CUT = re.compile(r"sim: POWER CUT after write #(\d+) (\S+)")
-
-
-def _mp(script, d, phase, kind, kill=None):
-    env = mp_env()
-    env.pop("MPOCPP_KILL_AFTER_WRITES", None)
-    if kill is not None:
-        env["MPOCPP_KILL_AFTER_WRITES"] = str(kill)
-    p = subprocess.run([micropython(), str(script), str(d), phase, kind], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-    return p.returncode, p.stdout
-
-
-def _state(script, d, kind):
-    rc, out = _mp(script, d, "check", kind)
-    assert rc == 0, out
-    return json.loads(out.split("STATE ", 1)[1])
-
-
 @pytest.mark.parametrize("kind", ["set", "clear"])
 def test_every_cut_leaves_the_old_or_the_new_profiles(tmp_path, kind):
     script = tmp_path / "sc_kill.py"
     script.write_text(SCRIPT)
     base = tmp_path / "base"
     base.mkdir()
-    rc, out = _mp(script, base, "setup", kind)
+    rc, out = killsweep.run(script, base, "setup", kind)
     assert rc == 0 and "SETUP 3" in out, out
-    old = _state(script, base, kind)
+    old = killsweep.state(script, base, kind)
     assert len(old["profiles"]) == 3 and old["limit"][0] == 70      # profile 3: 7 A
     ref = tmp_path / "ref"
     shutil.copytree(base, ref)
-    rc, out = _mp(script, ref, "update", kind, kill=0)
+    rc, out = killsweep.run(script, ref, "update", kind, kill=0)
     assert rc == 0 and "RESULT" in out, out
-    steps = [(int(m.group(1)), m.group(2)) for m in _WRITE.finditer(out)]
-    new = _state(script, ref, kind)
+    steps = killsweep.steps(out)
+    new = killsweep.state(script, ref, kind)
     assert new["profiles"] != old["profiles"]
     if kind == "set":
         assert len(new["profiles"]) == 4 and new["limit"][0] == 90
@@ -135,18 +112,10 @@ def test_every_cut_leaves_the_old_or_the_new_profiles(tmp_path, kind):
     mid = None
     if kind == "set":
         assert len(renames) == 2
-        d = tmp_path / "mid"
-        shutil.copytree(base, d)
-        rc, out = _mp(script, d, "update", kind, kill=renames[0])
-        mid = _state(script, d, kind)
+        mid = killsweep.cut(script, base, tmp_path / "mid", kind, renames[0])
         assert len(mid["profiles"]) == 3 and mid["limit"][0] == 90 and mid != new
     for n, path in steps:
-        d = tmp_path / ("cut%d" % n)
-        shutil.copytree(base, d)
-        rc, out = _mp(script, d, "update", kind, kill=n)
-        m = _CUT.search(out)
-        assert m and int(m.group(1)) == n and rc != 0, (n, rc, out)
-        after = _state(script, d, kind)                 # the reboot
+        after = killsweep.cut(script, base, tmp_path / ("cut%d" % n), kind, n)   # + reboot
         assert after["files"] == ["chargingprofiles.json"], (n, after["files"])
         got = {k: after[k] for k in ("profiles", "limit")}
         done = [r for r in renames if r <= n]
@@ -158,4 +127,3 @@ def test_every_cut_leaves_the_old_or_the_new_profiles(tmp_path, kind):
             want = mid
         assert got == {k: want[k] for k in ("profiles", "limit")}, "cut after write %d (%s)" \
             % (n, path)
-        shutil.rmtree(d)
