@@ -7,36 +7,13 @@
 # this test module.
 import sys
 import asyncio
+import boardload
 import micropython
 from time import ticks_ms, ticks_add
 
-_STUBS = "tests/stubs"
-_DIR = "boards/esp32_s0"
-_NAMES = ("board", "pins", "boot")
-
-
-def _load():
-    saved_path = list(sys.path)
-    saved = {}
-    for k in _NAMES:
-        saved[k] = sys.modules.pop(k, None)
-    sys.path.insert(0, _DIR)
-    sys.path.insert(0, _STUBS)
-    try:
-        import machine, esp32, network   # noqa: E401 -- the stubs, registered for the board
-        esp = __import__("board")
-        boot = __import__("boot")
-    finally:
-        sys.path.clear()
-        sys.path.extend(saved_path)
-        for k in _NAMES:
-            sys.modules.pop(k, None)
-            if saved[k] is not None:
-                sys.modules[k] = saved[k]
-    return esp, boot, machine, esp32, network
-
-
-esp, boot, machine, esp32, network = _load()
+_M = boardload.load("boards/esp32_s0", ("board", "pins", "boot"))
+esp, boot = _M["board"], _M["boot"]
+machine, esp32, network = _M["machine"], _M["esp32"], _M["network"]
 Pin = machine.Pin
 _PCNT = esp32.PCNT          # tests hide esp32.PCNT to emulate chips without one
 

@@ -5,42 +5,17 @@
 # formula, state detection, diode, PP), then the board (contactor rule and its timing,
 # plug and fault events, the issue-13 board interface).
 #
-# Loaded like tests/device/test_esp32_board.py: the board module is also called `board`,
+# Loaded with tests/device/boardload.py: the board module is also called `board`,
 # so its directory goes first on sys.path for the import only.
-import sys
 import random
+import boardload
 import asyncio
 from time import ticks_ms, ticks_diff
 
-_STUBS = "tests/stubs"
-_DIR = "boards/esp32_cp"
-_NAMES = ("board", "pins", "pilot", "esp32_s0")
-
-
-def _load():
-    saved_path = list(sys.path)
-    saved = {}
-    for k in _NAMES:
-        saved[k] = sys.modules.pop(k, None)
-    sys.path.insert(0, _DIR)
-    sys.path.insert(0, _STUBS)
-    try:
-        import machine, esp32, network   # noqa: E401 -- the stubs, registered for the board
-        cp = __import__("board")
-        pilot = __import__("pilot")
-        pins = __import__("pins")
-        s0 = __import__("esp32_s0")
-    finally:
-        sys.path.clear()
-        sys.path.extend(saved_path)
-        for k in _NAMES:
-            sys.modules.pop(k, None)
-            if saved[k] is not None:
-                sys.modules[k] = saved[k]
-    return cp, pilot, pins, s0, machine
-
-
-cpb, pilot, PINS, s0, machine = _load()
+# pins and esp32_s0 too: the board imports them (its pins, the S0 board it builds on).
+_M = boardload.load("boards/esp32_cp", ("board", "pilot", "pins", "esp32_s0"))
+cpb, pilot, PINS, s0, machine = _M["board"], _M["pilot"], _M["pins"], _M["esp32_s0"], \
+    _M["machine"]
 from ocpp16 import states as C   # noqa: E402
 
 Pin = machine.Pin

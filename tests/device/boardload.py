@@ -1,0 +1,33 @@
+# Loading an ESP32 board package (boards/<name>/) on the unix port for the device tests,
+# against the fake machine/esp32/network modules in tests/stubs.  The board module is
+# also called `board`, like the simulated board on MICROPYPATH, so its directory goes
+# first on sys.path for the import only, and its modules are taken out of sys.modules
+# again; the stubs stay registered for this process, which runs one test module.
+import sys
+
+_STUBS = "tests/stubs"
+
+
+def load(directory, names):
+    """{name: module} for `names` of `directory` (imported in that order), and the stubs
+    "machine", "esp32", "network"."""
+    saved_path = list(sys.path)
+    saved = {}
+    for k in names:
+        saved[k] = sys.modules.pop(k, None)
+    sys.path.insert(0, directory)
+    sys.path.insert(0, _STUBS)
+    out = {}
+    try:
+        import machine, esp32, network   # noqa: E401 -- registered for the board
+        out["machine"], out["esp32"], out["network"] = machine, esp32, network
+        for k in names:
+            out[k] = __import__(k)
+    finally:
+        sys.path.clear()
+        sys.path.extend(saved_path)
+        for k in names:
+            sys.modules.pop(k, None)
+            if saved[k] is not None:
+                sys.modules[k] = saved[k]
+    return out
