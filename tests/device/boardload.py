@@ -31,3 +31,25 @@ def load(directory, names):
             if saved[k] is not None:
                 sys.modules[k] = saved[k]
     return out
+
+
+class App:
+    """What a board tells the application, recorded in `events` as tuples."""
+
+    def __init__(self):
+        self.events = []
+
+    def plugged(self, n, yes):
+        self.events.append(("plugged", n, yes))
+
+    def swiped(self, n, tag):
+        self.events.append(("swiped", n, tag))
+
+    def stop_pressed(self, n, reason):
+        self.events.append(("stop", n, reason))
+
+    def fault(self, n, code, info=None):
+        self.events.append(("fault", n, code))
+
+    def clear_fault(self, n):
+        self.events.append(("clear", n))

@@ -42,18 +42,7 @@ class _Map:
             setattr(self, k, over[k])
 
 
-class _App:
-    def __init__(self):
-        self.events = []
-
-    def plugged(self, n, yes):
-        self.events.append(("plugged", n, yes))
-
-    def swiped(self, n, tag):
-        self.events.append(("swiped", n, tag))
-
-    def stop_pressed(self, n, reason):
-        self.events.append(("stop", n, reason))
+_App = boardload.App
 
 
 def _board(counter="auto", log=None, **over):

@@ -284,32 +284,12 @@ class _Map:
             setattr(self, k, over[k])
 
 
-class _App:
-    def __init__(self):
-        self.events = []
-
-    def plugged(self, n, yes):
-        self.events.append(("plugged", n, yes))
-
-    def swiped(self, n, tag):
-        self.events.append(("swiped", n, tag))
-
-    def stop_pressed(self, n, reason):
-        self.events.append(("stop", n, reason))
-
-    def fault(self, n, code, info=None):
-        self.events.append(("fault", n, code))
-
-    def clear_fault(self, n):
-        self.events.append(("clear", n))
-
-
 def _board(logs=None, **over):
     machine.reset_stubs()
     car = _car()
     b = cpb.Board(pins=_Map(**over), log=(logs.append if logs is not None else
                                           (lambda s: None)))
-    app = _App()
+    app = boardload.App()
     b.app = app
     return b, car, app
 
@@ -473,7 +453,7 @@ async def test_car_leaves_C_contactor_opens_within_the_bound():
     machine.reset_stubs()
     car = _car()
     b = cpb.Board(pins=_Map(), log=lambda s: None)
-    app = _App()
+    app = boardload.App()
     car.plug("C", pp_ohm=220)
     b.start(app)
     b.relay(1, True)
