@@ -42,9 +42,6 @@ class _Map:
             setattr(self, k, over[k])
 
 
-_App = boardload.App
-
-
 def _board(counter="auto", log=None, **over):
     machine.reset_stubs()
     _PCNT.units.clear()
@@ -179,7 +176,7 @@ def test_power_estimated_from_pulse_rate():
 
 def test_plug_debounce():
     b = _board()
-    app = _App()
+    app = boardload.App()
     b.app = app
     plug = Pin.pins[27]
     assert plug.pull == Pin.PULL_UP and not b.is_plugged(1)
@@ -206,7 +203,7 @@ def test_plug_debounce():
 
 def test_plug_active_high_and_plugged_at_boot():
     b = _board(PLUG_ACTIVE=1)
-    app = _App()
+    app = boardload.App()
     b.app = app
     plug = Pin.pins[27]
     assert plug.pull == Pin.PULL_DOWN
@@ -218,7 +215,7 @@ def test_plug_active_high_and_plugged_at_boot():
 
 def test_stop_button_reports_presses_only():
     b = _board()
-    app = _App()
+    app = boardload.App()
     b.app = app
     btn = Pin.pins[32]
     btn.drive(0)
@@ -232,7 +229,7 @@ def test_stop_button_reports_presses_only():
 
 def test_no_stop_button():
     b = _board(STOP=(None,))
-    b.app = _App()
+    b.app = boardload.App()
     b.scan_inputs()
     assert 32 not in Pin.pins
 
@@ -281,18 +278,10 @@ def test_two_connectors():
     assert Pin.pins[13].value() == 1 and Pin.pins[26].value() == 0
 
 
-class _FaultApp(_App):
-    def fault(self, n, code):
-        self.events.append(("fault", n, code))
-
-    def clear_fault(self, n):
-        self.events.append(("clear", n))
-
-
 def test_fault_input_reports_fault_and_clear():
     b = _board(S0=(25, 14), RELAY=(26, 13), PLUG=(27, 4), STOP=(32, None),
                FAULT=(None, 33), FAULT_ACTIVE=0, FAULT_CODE="GroundFailure")
-    app = _FaultApp()
+    app = boardload.App()
     b.app = app
     f = Pin.pins[33]
     assert f.pull == Pin.PULL_UP
@@ -312,7 +301,7 @@ def test_fault_input_reports_fault_and_clear():
 
 def test_fault_input_optional_and_code_checked():
     b = _board()                         # a pin map without FAULT: no fault input
-    b.app = _FaultApp()
+    b.app = boardload.App()
     b.scan_inputs()
     assert b._fault == [None, None]
     assert _board(FAULT=(33,)).fault_code == "OtherError"
@@ -382,7 +371,7 @@ def test_rfid_uart_reader_parsing():
 
 async def test_started_board_reports_events_and_feeds_watchdog():
     machine.reset_stubs()
-    app = _App()
+    app = boardload.App()
     b = esp.Board(pins=_Map(WDT_MS=1000, RFID_UART=((1, 2, 16, 17, 9600),)),
                   log=lambda s: None)
     b.start(app)
@@ -408,7 +397,7 @@ async def test_watchdog_off_when_disabled():
     machine.reset_stubs()
     logs = []
     b = esp.Board(pins=_Map(WDT_MS=0), log=logs.append)
-    b.start(_App())
+    b.start(boardload.App())
     await asyncio.sleep_ms(10)
     assert machine.WDT.instances == []
     assert "board: watchdog off" in logs
@@ -556,7 +545,7 @@ async def test_board_maintenance_boot_ends_by_itself():
     w = _wlan((0, network.STAT_GOT_IP))
     try:
         b = _maint_board(logs, "2", WDT_MS=1000)
-        b.start(_App())
+        b.start(boardload.App())
         await asyncio.sleep_ms(50)
         assert machine.WDT.instances == [] and w.connects == []
         await asyncio.sleep_ms(400)
@@ -580,12 +569,12 @@ async def test_board_normal_boot_arms_watchdog_at_once():
     esp.MAINTENANCE = _MFLAG
     try:
         b = _maint_board(logs, None, WDT_MS=1000)
-        b.start(_App())
+        b.start(boardload.App())
         await asyncio.sleep_ms(10)
         assert not b.maintenance and len(machine.WDT.instances) == 1
         assert not any("MAINTENANCE" in s for s in logs)
         b = _maint_board(logs, "0", WDT_MS=1000)    # boot.py's last maintenance boot
-        b.start(_App())
+        b.start(boardload.App())
         await asyncio.sleep_ms(10)
         assert b.maintenance and machine.WDT.instances == []
         assert any("at the next boot" in s for s in logs), logs
@@ -601,7 +590,7 @@ async def test_watchdog_not_fed_once_a_task_stops_checking_in():
     machine.reset_stubs()
     logs = []
     b = esp.Board(pins=_Map(WDT_MS=400), log=logs.append)
-    b.start(_App())
+    b.start(boardload.App())
     wdt = machine.WDT.instances[0]
     await asyncio.sleep_ms(500)
     fed = wdt.feeds
